@@ -75,6 +75,10 @@ class DeviceModel {
   void set_legacy(bool legacy) { legacy_ = legacy; }
   bool legacy() const { return legacy_; }
   void set_notify_mode(NotifyMode mode);
+  // Stops the device thread (threaded mode). Owners call it before destroying a derived
+  // model: ~DeviceModel runs after the derived part is gone, too late for a thread that
+  // may be inside on_queue_notify().
+  void shutdown() { stop_thread(); }
   NotifyMode notify_mode() const { return mode_; }
   TransportFaults& faults() { return faults_; }
   // Optional callback for raised interrupts (tests; a threaded harness may wake a waiter).
