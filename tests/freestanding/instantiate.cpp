@@ -1,0 +1,258 @@
+// Freestanding instantiation check (tests/freestanding/check.sh, ctest freestanding_riscv64).
+//
+// core/ and devices/ are mostly header templates: compiling their .cpp files alone proves
+// little. This file instantiates them the way a kernel would: a minimal kernel-style Hal
+// (static bump arena for DMA, identity share, MmioIo register windows) and functions with
+// external linkage that call every public entry point with run-time arguments, so nothing
+// is constant-folded away. check.sh compiles it for riscv64-unknown-elf together with
+// core/src/*.cpp and devices/src/*.cpp and fails on any undefined symbol that is not in
+// allowlist.txt (memcpy, memset, memmove, memcmp, virtio_panic, __cxa_pure_virtual).
+//
+// It is never part of a hosted target. When a new public template lands in core/ or
+// devices/, add a function below that instantiates it (see "More instantiations" at the end).
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "axdriver/base.h"
+#include "axdriver/block.h"
+#include "axdriver/display.h"
+#include "axdriver/virtio/probe.h"
+#include "virtio/atomic.h"
+#include "virtio/barrier.h"
+#include "virtio/config.h"
+#include "virtio/hal.h"
+#include "virtio/register_io.h"
+#include "virtio/result.h"
+#include "virtio/spec/common.h"
+#include "virtio/transport/mmio.h"
+#include "virtio/transport/transport.h"
+
+namespace virtio_freestanding {
+
+using virtio::BufferDirection;
+using virtio::DmaAllocation;
+using virtio::Error;
+using virtio::kPageSize;
+using virtio::MmioIo;
+using virtio::PhysAddr;
+using virtio::Result;
+
+// ---------------------------------------------------------------------------------------
+// A kernel's Hal: identity-mapped physical memory, DMA pages from a static bump arena
+// (never freed; .bss is zero, so every allocation is zeroed as the Hal contract requires).
+// Constant-initialised only: no static constructors.
+
+inline constexpr std::size_t kArenaPages = 16;
+alignas(kPageSize) std::uint8_t g_dma_arena[kArenaPages * kPageSize];
+std::size_t g_dma_next_page = 0;
+
+struct KernelHal {
+  using Io = MmioIo;
+
+  Result<DmaAllocation> dma_alloc(std::size_t pages, BufferDirection /*dir*/) {
+    if (pages == 0 || pages > kArenaPages - g_dma_next_page) return Error::DmaError;
+    std::uint8_t* vaddr = g_dma_arena + g_dma_next_page * kPageSize;
+    g_dma_next_page += pages;
+    return DmaAllocation{static_cast<PhysAddr>(reinterpret_cast<std::uintptr_t>(vaddr)), vaddr};
+  }
+  void dma_dealloc(PhysAddr /*paddr*/, std::uint8_t* /*vaddr*/, std::size_t /*pages*/) {}
+
+  Result<Io> mmio_map(PhysAddr paddr, std::size_t size) {
+    return Io(static_cast<std::uintptr_t>(paddr), size);
+  }
+
+  Result<PhysAddr> share(std::uint8_t* data, std::size_t /*len*/, BufferDirection /*dir*/) {
+    return static_cast<PhysAddr>(reinterpret_cast<std::uintptr_t>(data));
+  }
+  void unshare(PhysAddr /*paddr*/, std::uint8_t* /*data*/, std::size_t /*len*/,
+               BufferDirection /*dir*/) {}
+};
+static_assert(virtio::Hal<KernelHal>);
+
+using Mmio = virtio::MmioTransport<MmioIo>;
+using Probed = axdriver::virtio::ProbedMmioDevice<MmioIo>;
+
+// ---------------------------------------------------------------------------------------
+// Probing and the axdriver mapping (axdriver_virtio).
+
+std::optional<Probed> probe_mmio(KernelHal& hal, PhysAddr base, std::size_t size) {
+  return axdriver::virtio::probe_mmio_device(hal, base, size);
+}
+
+std::optional<Probed> probe_mmio_window(MmioIo io) {
+  return axdriver::virtio::probe_mmio_device(io);
+}
+
+axdriver::DevError map_error(Error e) { return axdriver::virtio::as_dev_err(e); }
+
+std::optional<axdriver::DeviceType> map_type(virtio::DeviceId id) {
+  return axdriver::virtio::as_dev_type(id);
+}
+
+axdriver::DevResult<std::uint64_t> map_result(Result<std::uint64_t> r) {
+  return axdriver::virtio::to_dev_result(static_cast<Result<std::uint64_t>&&>(r));
+}
+
+axdriver::DevResult<> map_void_result(Result<void> r) {
+  return axdriver::virtio::to_dev_result(static_cast<Result<void>&&>(r));
+}
+
+// ---------------------------------------------------------------------------------------
+// Generic device initialisation (VIRTIO 1.2 §3.1.1) over the MMIO transport.
+
+Result<std::uint64_t> init_begin(Mmio& t, std::uint64_t driver_features) {
+  return virtio::begin_init(t, driver_features);
+}
+
+Result<void> init_finish(Mmio& t) { return virtio::finish_init(t); }
+
+Result<void> device_reset(Mmio& t) { return virtio::reset_device(t); }
+
+void device_fail(Mmio& t) { virtio::fail_device(t); }
+
+Result<std::uint64_t> config_u64_consistent(Mmio& t, std::size_t offset) {
+  return virtio::read_config_consistent(
+      t, [&] { return t.template read_config_space<std::uint64_t>(offset); });
+}
+
+Result<void> config_bytes(Mmio& t, std::size_t offset, std::uint8_t* out, std::size_t len) {
+  return virtio::read_config_bytes(t, offset, out, len);
+}
+
+// ---------------------------------------------------------------------------------------
+// Every MmioTransport method.
+
+Result<Mmio> mmio_create(MmioIo io) { return Mmio::create(io); }
+
+std::uint64_t mmio_features(Mmio& t) { return t.read_device_features(); }
+void mmio_set_features(Mmio& t, std::uint64_t f) { t.write_driver_features(f); }
+std::uint32_t mmio_max_queue_size(Mmio& t, std::uint16_t q) { return t.max_queue_size(q); }
+void mmio_notify(Mmio& t, std::uint16_t q) { t.notify(q); }
+std::uint8_t mmio_get_status(Mmio& t) { return t.get_status(); }
+void mmio_set_status(Mmio& t, std::uint8_t s) { t.set_status(s); }
+void mmio_set_page_size(Mmio& t, std::uint32_t s) { t.set_guest_page_size(s); }
+bool mmio_legacy(const Mmio& t) { return t.requires_legacy_layout(); }
+virtio::DeviceId mmio_device_type(const Mmio& t) { return t.device_type(); }
+virtio::MmioVersion mmio_version(const Mmio& t) { return t.version(); }
+std::uint32_t mmio_vendor(const Mmio& t) { return t.vendor_id(); }
+
+Result<void> mmio_queue_set(Mmio& t, std::uint16_t q, std::uint32_t size, PhysAddr desc,
+                            PhysAddr driver_area, PhysAddr device_area) {
+  return t.queue_set(q, size, desc, driver_area, device_area);
+}
+void mmio_queue_unset(Mmio& t, std::uint16_t q) { t.queue_unset(q); }
+bool mmio_queue_used(Mmio& t, std::uint16_t q) { return t.queue_used(q); }
+std::uint32_t mmio_ack_interrupt(Mmio& t) { return t.ack_interrupt(); }
+std::uint32_t mmio_generation(Mmio& t) { return t.read_config_generation(); }
+std::size_t mmio_config_size(const Mmio& t) { return t.config_space_size(); }
+
+Result<std::uint8_t> mmio_cfg8(Mmio& t, std::size_t o) {
+  return t.read_config_space<std::uint8_t>(o);
+}
+Result<std::uint16_t> mmio_cfg16(Mmio& t, std::size_t o) {
+  return t.read_config_space<std::uint16_t>(o);
+}
+Result<std::uint32_t> mmio_cfg32(Mmio& t, std::size_t o) {
+  return t.read_config_space<std::uint32_t>(o);
+}
+Result<std::uint64_t> mmio_cfg64(Mmio& t, std::size_t o) {
+  return t.read_config_space<std::uint64_t>(o);
+}
+Result<void> mmio_wcfg8(Mmio& t, std::size_t o, std::uint8_t v) {
+  return t.write_config_space<std::uint8_t>(o, v);
+}
+Result<void> mmio_wcfg16(Mmio& t, std::size_t o, std::uint16_t v) {
+  return t.write_config_space<std::uint16_t>(o, v);
+}
+Result<void> mmio_wcfg32(Mmio& t, std::size_t o, std::uint32_t v) {
+  return t.write_config_space<std::uint32_t>(o, v);
+}
+Result<void> mmio_wcfg64(Mmio& t, std::size_t o, std::uint64_t v) {
+  return t.write_config_space<std::uint64_t>(o, v);
+}
+
+// ---------------------------------------------------------------------------------------
+// DMA regions, Result misuse (the panic hook), barriers and atomics.
+
+Result<virtio::DmaRegion<KernelHal>> dma_allocate(KernelHal hal, std::size_t pages,
+                                                  BufferDirection dir) {
+  return virtio::DmaRegion<KernelHal>::allocate(hal, pages, dir);
+}
+
+// Allocate, move, and destroy (dma_dealloc) a region: the RAII paths.
+PhysAddr dma_roundtrip(KernelHal hal, std::size_t pages) {
+  auto r = virtio::DmaRegion<KernelHal>::allocate(hal, pages, BufferDirection::Both);
+  if (!r) return 0;
+  virtio::DmaRegion<KernelHal> owner = static_cast<virtio::DmaRegion<KernelHal>&&>(*r);
+  virtio::DmaRegion<KernelHal> other;
+  other = static_cast<virtio::DmaRegion<KernelHal>&&>(owner);
+  return other.valid() ? other.paddr() + other.size() : 0;
+}
+
+// value() on an error must reach virtio_panic, nothing else (no abort, no throw).
+std::uint32_t result_value_or_panic(Result<std::uint32_t> r) { return r.value(); }
+Error result_error_or_panic(Result<void> r) { return r.error(); }
+
+void barriers() {
+  virtio::dma_wmb();
+  virtio::dma_rmb();
+  virtio::mb();
+  virtio::io_before_notify();
+  virtio::cpu_relax();
+}
+
+// 16-bit ring indices must be native atomics on rv64gc, not __atomic_* libcalls.
+std::uint16_t atomics(std::uint16_t* idx, std::uint16_t v) {
+  virtio::atomic::store_release(idx, v);
+  const std::uint16_t a = virtio::atomic::load_acquire(idx);
+  const std::uint16_t b = virtio::atomic::load_relaxed(idx);
+  virtio::atomic::store_relaxed(idx, static_cast<std::uint16_t>(a + b));
+  return virtio::atomic::fetch_add(idx, std::uint16_t{1});
+}
+
+// ---------------------------------------------------------------------------------------
+// The trait layer: a concrete BaseDriverOps emits the abstract classes' vtables (which
+// reference __cxa_pure_virtual) exactly as a kernel's device table would.
+
+class ProbedOnly final : public axdriver::BaseDriverOps {
+ public:
+  explicit ProbedOnly(axdriver::DeviceType type) : type_(type) {}
+  const char* device_name() const override { return "virtio-mmio"; }
+  axdriver::DeviceType device_type() const override { return type_; }
+
+ private:
+  axdriver::DeviceType type_;
+};
+
+const char* describe(const axdriver::BaseDriverOps& dev) {
+  return axdriver::device_type_name(dev.device_type());
+}
+
+// A kernel's bring-up of one MMIO slot: probe, negotiate, DRIVER_OK.
+const char* bring_up(KernelHal& hal, PhysAddr base, std::size_t size, std::uint64_t features) {
+  auto probed = axdriver::virtio::probe_mmio_device(hal, base, size);
+  if (!probed) return "empty";
+  auto negotiated = virtio::begin_init(probed->transport, features);
+  if (!negotiated) {
+    return axdriver::dev_error_message(axdriver::virtio::as_dev_err(negotiated.error()));
+  }
+  auto done = virtio::finish_init(probed->transport);
+  if (!done) return virtio::error_name(done.error());
+  ProbedOnly dev(probed->type);
+  return describe(dev);
+}
+
+// ---------------------------------------------------------------------------------------
+// More instantiations go here as the core grows. For each, one function with external
+// linkage and run-time arguments, using KernelHal / MmioIo:
+//   - PCI: ConfigurationAccess (ECAM/CAM) + PciRoot enumeration, PciTransport over an
+//     MmioIo BAR window, axdriver::virtio::probe_pci_device, AnyTransport.
+//   - SplitQueue<KernelHal, N>: new/add/notify/pop_used(token)/pop_used() over Mmio.
+//   - devices/: virtio::Blk / NetRaw / Gpu <KernelHal, Mmio> and the adapters VirtIoBlkDev,
+//     VirtIoNetDev<..., QS>, VirtIoGpuDev (construct, read_block/write_block/flush,
+//     transmit/receive/recycle_rx_buffer/alloc_tx_buffer, info/fb/flush), each behind
+//     #if VIRTIO_WITH_BLK / _NET / _GPU.
+
+}  // namespace virtio_freestanding
