@@ -256,3 +256,66 @@ const char* bring_up(KernelHal& hal, PhysAddr base, std::size_t size, std::uint6
 //     #if VIRTIO_WITH_BLK / _NET / _GPU.
 
 }  // namespace virtio_freestanding
+
+// ---------------------------------------------------------------------------------------
+// BEGIN SplitQueue instantiations (core/include/virtio/queue/split_queue.h; appended by the
+// split-queue work, self-contained: delete or move this whole block as one piece).
+
+#include "virtio/queue/split_queue.h"
+
+namespace virtio_freestanding {
+
+// With indirect tables, and with the indirect path compiled out (INDIRECT_MAX 0).
+using KernelQueue = virtio::SplitQueue<KernelHal, 16>;
+using KernelQueueDirect = virtio::SplitQueue<KernelHal, 8, 0>;
+using Inputs = std::span<const std::span<const std::uint8_t>>;
+using Outputs = std::span<const std::span<std::uint8_t>>;
+
+Result<KernelQueue> split_queue_create(KernelHal hal, Mmio& t, std::uint16_t index, bool indirect,
+                                       bool event_idx) {
+  return KernelQueue::create(hal, t, index, indirect, event_idx);
+}
+Result<KernelQueueDirect> split_queue_create_direct(KernelHal hal, Mmio& t, std::uint16_t index,
+                                                    bool event_idx) {
+  return KernelQueueDirect::create(hal, t, index, true, event_idx);
+}
+void split_queue_move(KernelQueue& dst, KernelQueue& src) {
+  dst = static_cast<KernelQueue&&>(src);
+}
+
+Result<std::uint16_t> split_queue_add(KernelQueue& q, Inputs in, Outputs out) {
+  return q.add(in, out);
+}
+Result<std::uint16_t> split_queue_add_direct(KernelQueueDirect& q, Inputs in, Outputs out) {
+  return q.add(in, out);
+}
+bool split_queue_should_notify(KernelQueue& q) { return q.should_notify(); }
+bool split_queue_notify(KernelQueue& q, Mmio& t) { return q.notify_if_needed(t); }
+void split_queue_set_dev_notify(KernelQueue& q, bool enable) { q.set_dev_notify(enable); }
+bool split_queue_enable_and_check(KernelQueue& q) { return q.enable_dev_notify_and_check(); }
+bool split_queue_can_pop(const KernelQueue& q) { return q.can_pop(); }
+Result<std::uint16_t> split_queue_peek(KernelQueue& q) { return q.peek_used(); }
+Result<virtio::UsedElem> split_queue_pop(KernelQueue& q) { return q.pop_used(); }
+Result<std::uint32_t> split_queue_pop_token(KernelQueue& q, std::uint16_t token) {
+  return q.pop_used(token);
+}
+Result<virtio::UsedElem> split_queue_pop_direct(KernelQueueDirect& q) { return q.pop_used(); }
+Result<std::uint32_t> split_queue_roundtrip(KernelQueue& q, Mmio& t, Inputs in, Outputs out,
+                                            std::uint32_t spins) {
+  return q.add_notify_wait_pop(in, out, t, spins);
+}
+std::optional<std::uint16_t> split_queue_detach(KernelQueue& q) { return q.detach_unused(); }
+std::optional<std::uint16_t> split_queue_detach_direct(KernelQueueDirect& q) {
+  return q.detach_unused();
+}
+Result<void> split_queue_restart(KernelQueue& q, Mmio& t) { return q.restart(t); }
+std::uint32_t split_queue_state(const KernelQueue& q) {
+  return static_cast<std::uint32_t>(q.broken()) + q.outstanding() + q.available_desc() +
+         q.size() + q.queue_index() + static_cast<std::uint32_t>(q.desc_paddr()) +
+         static_cast<std::uint32_t>(q.avail_paddr() + q.used_paddr());
+}
+
+}  // namespace virtio_freestanding
+
+// END SplitQueue instantiations
+// ---------------------------------------------------------------------------------------
