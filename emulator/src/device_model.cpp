@@ -109,8 +109,10 @@ void DeviceModel::write_status(std::uint8_t value) {
   }
   const std::uint8_t old = status_;
   // §2.1.1: the driver MUST NOT clear a status bit. A write that clears any bit (other than
-  // a reset) is refused, as Firecracker's MMIO transport does.
-  if ((value & old) != old) {
+  // a reset) is refused, as Firecracker's MMIO transport does. DEVICE_NEEDS_RESET is the
+  // device's bit: a driver writing its own copy of status without it clears nothing.
+  const auto driver_bits = static_cast<std::uint8_t>(old & ~status::kDeviceNeedsReset);
+  if ((value & driver_bits) != driver_bits) {
     stats_.rejected_writes.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -271,7 +273,10 @@ void DeviceModel::set_queue_legacy_align(std::uint16_t q, std::uint32_t align) {
 
 bool DeviceModel::set_queue_msix_vector(std::uint16_t q, std::uint16_t vector) {
   Guard g(*this);
-  if (!queue_writable(q)) return false;
+  if (!queue_writable(q)) {
+    stats_.rejected_writes.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
   queues_[q].msix_vector = vector;
   return true;
 }

@@ -11,6 +11,8 @@
 #include "virtio/result.h"
 #include "virtio/spec/common.h"
 #include "virtio/transport/mmio.h"
+#include "virtio/transport/pci.h"
+#include "virtio/transport/pci_bus.h"
 
 namespace axdriver::virtio {
 
@@ -111,6 +113,43 @@ std::optional<ProbedMmioDevice<typename H::Io>> probe_mmio_device(H& hal, ::virt
   auto io = hal.mmio_map(base, size);
   if (!io) return std::nullopt;
   return probe_mmio_device(*io);
+}
+
+// --- PCI ------------------------------------------------------------------------------------
+
+using ::virtio::ConfigurationAccess;
+using ::virtio::DeviceFunction;
+using ::virtio::DeviceFunctionInfo;
+using ::virtio::PciRoot;
+
+// The virtio device type a PCI function claims by its ids (virtio-drivers'
+// virtio_device_type): nothing for a non-0x1af4 vendor or an id outside the virtio ranges.
+constexpr std::optional<DeviceId> virtio_device_type(const DeviceFunctionInfo& info) {
+  if (info.vendor_id != ::virtio::pci::kVendorRedHat) return std::nullopt;
+  return ::virtio::pci_virtio_device_type(info.device_id, info.subsystem_id);
+}
+
+template <::virtio::RegisterIo Io>
+struct ProbedPciDevice {
+  DeviceType type;
+  ::virtio::PciTransport<Io> transport;
+};
+
+// probe_pci_device (the seed's semantics): nothing for a non-virtio function, a type not
+// compiled in (as_dev_type), or a transport that fails to come up (bad capabilities, BARs
+// not allocated, ...). `info` is what enumeration reported for `df`; the transport re-reads
+// and re-validates the ids itself. BARs must already be assigned (PciRoot::allocate_bars).
+template <::virtio::Hal H, ConfigurationAccess C>
+std::optional<ProbedPciDevice<typename H::Io>> probe_pci_device(H& hal, PciRoot<C>& root,
+                                                                DeviceFunction df,
+                                                                const DeviceFunctionInfo& info) {
+  const auto id = virtio_device_type(info);
+  if (!id) return std::nullopt;
+  const auto type = as_dev_type(*id);
+  if (!type) return std::nullopt;
+  auto transport = ::virtio::PciTransport<typename H::Io>::create(hal, root, df);
+  if (!transport) return std::nullopt;
+  return ProbedPciDevice<typename H::Io>{*type, std::move(*transport)};
 }
 
 }  // namespace axdriver::virtio
