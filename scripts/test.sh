@@ -5,12 +5,15 @@
 #   2. preset ci    (gcc, -Werror)    build everything, run every ctest label
 #   3. preset asan  (gcc, ASan+UBSan) build, run all labels except threaded and qemu
 #   4. preset tsan  (clang-14, TSan)  build the threaded tests, run label threaded
+#   5. preset fuzz  (clang-14, libFuzzer+ASan+UBSan) build the fuzz targets, run each
+#      for VIRTIO_FUZZ_SECONDS (scripts/fuzz.sh; the corpora are replayed by ctest above)
 #
 # Fails fast with a clear message. The last line is always `test.sh: N passed, M failed`
 # (N and M summed over the ctest phases; `, K skipped` is appended when tests skipped).
 #
 # Environment:
 #   VIRTIO_TEST_QUICK=1    only phase 2 (local iteration)
+#   VIRTIO_FUZZ_SECONDS=N  fuzzing time per target in phase 5 (default 10; 0 skips it)
 #   VIRTIO_JOBS=N          parallel build and ctest jobs (default 2)
 #   VIRTIO_BUILD_SUFFIX=S  build trees go to build<S>/<preset> instead of build/<preset>
 set -euo pipefail
@@ -124,6 +127,7 @@ summary+=("ci     $(dur $((SECONDS - t0)))  (build $(dur "$tb"))  ${phase_result
 if [[ "$QUICK" == 1 ]]; then
   summary+=("asan   skipped (VIRTIO_TEST_QUICK=1)")
   summary+=("tsan   skipped (VIRTIO_TEST_QUICK=1)")
+  summary+=("fuzz   skipped (VIRTIO_TEST_QUICK=1)")
 else
   # Phase asan: ASan+UBSan; threaded tests belong to TSan, qemu tests do not need sanitizers.
   t0=$SECONDS
@@ -147,6 +151,21 @@ else
   else
     echo "test.sh: no threaded tests yet (tests/threaded/ is empty): nothing to run under TSan"
     summary+=("tsan   $(dur $((SECONDS - t0)))  no threaded tests yet")
+  fi
+
+  # Phase fuzz: every libFuzzer target for a short budget; stops at the first failure. Its
+  # result is not a ctest count: a failing target fails the run (one failure).
+  fuzz_seconds="${VIRTIO_FUZZ_SECONDS:-10}"
+  if [[ "$fuzz_seconds" -gt 0 ]]; then
+    t0=$SECONDS
+    configure_and_build fuzz fuzz_all
+    tb=$((SECONDS - t0))
+    banner "[fuzz] scripts/fuzz.sh $fuzz_seconds"
+    VIRTIO_FUZZ_NO_BUILD=1 bash scripts/fuzz.sh "$fuzz_seconds" ||
+      fail "fuzz: a target failed (crash input and reproduction command above)"
+    summary+=("fuzz   $(dur $((SECONDS - t0)))  (build $(dur "$tb"))  every target ${fuzz_seconds}s, no failure")
+  else
+    summary+=("fuzz   skipped (VIRTIO_FUZZ_SECONDS=0)")
   fi
 fi
 

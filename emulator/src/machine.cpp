@@ -1,5 +1,8 @@
 #include "virtio/emu/machine.h"
 
+#include "virtio/emu/block_device.h"
+#include "virtio/emu/gpu_device.h"
+#include "virtio/emu/net_device.h"
 #include "virtio/emu/placeholder_devices.h"
 
 namespace virtio::emu {
@@ -76,12 +79,14 @@ std::optional<DeviceFunction> Machine::add_pci(std::unique_ptr<DeviceModel> mode
 
 std::unique_ptr<Machine> Machine::create_default(MachineConfig config) {
   auto m = std::make_unique<Machine>(config);
-  m->add_mmio(make_placeholder_blk());
-  m->add_mmio(make_placeholder_net());
-  m->add_mmio(make_placeholder_gpu());
-  m->add_pci(make_placeholder_blk());
-  m->add_pci(make_placeholder_net());
-  m->add_pci(make_placeholder_gpu());
+  m->add_mmio(std::make_unique<BlockDevice>(std::make_unique<RamBackend>(std::uint64_t{8} << 20)));
+  m->add_mmio(make_loopback_nic());
+  m->add_mmio(make_gpu_device());
+  m->add_pci(std::make_unique<BlockDevice>(std::make_unique<RamBackend>(std::uint64_t{8} << 20)));
+  NetDeviceConfig pci_nic;
+  pci_nic.mac = {0x52, 0x54, 0x00, 0x12, 0x34, 0x57};
+  m->add_pci(make_loopback_nic(pci_nic));
+  m->add_pci(make_gpu_device());
   return m;
 }
 

@@ -117,7 +117,8 @@ fi
 
 # Build options: with every device class compiled out the core still builds and maps no
 # device type (compile-only; static_asserts inside).
-if ! "$CXX" "${FLAGS[@]}" -DVIRTIO_WITH_BLK=0 -DVIRTIO_WITH_NET=0 -DVIRTIO_WITH_GPU=0 \
+if ! "$CXX" "${FLAGS[@]}" -UVIRTIO_WITH_BLK -UVIRTIO_WITH_NET -UVIRTIO_WITH_GPU \
+    -DVIRTIO_WITH_BLK=0 -DVIRTIO_WITH_NET=0 -DVIRTIO_WITH_GPU=0 \
     -c "$here/options_off.cpp" -o "$out/obj/options_off.o"; then
   echo "check.sh: FAIL: tests/freestanding/options_off.cpp (device classes compiled out)" >&2
   exit 1

@@ -21,6 +21,8 @@ inline constexpr std::uint64_t kFConfigWce = feature::bit(11);
 inline constexpr std::uint64_t kFMq = feature::bit(12);
 inline constexpr std::uint64_t kFDiscard = feature::bit(13);
 inline constexpr std::uint64_t kFWriteZeroes = feature::bit(14);
+inline constexpr std::uint64_t kFLifetime = feature::bit(15);
+inline constexpr std::uint64_t kFSecureErase = feature::bit(16);
 
 // §5.2.6 request types and status values.
 inline constexpr std::uint32_t kTIn = 0;
@@ -71,7 +73,12 @@ inline constexpr std::size_t kDiscardSectorAlignment = 44;
 inline constexpr std::size_t kMaxWriteZeroesSectors = 48;
 inline constexpr std::size_t kMaxWriteZeroesSeg = 52;
 inline constexpr std::size_t kWriteZeroesMayUnmap = 56;
-inline constexpr std::size_t kSize = 60;  // through write_zeroes_may_unmap + padding
+inline constexpr std::size_t kMaxSecureEraseSectors = 60;
+inline constexpr std::size_t kMaxSecureEraseSeg = 64;
+inline constexpr std::size_t kSecureEraseSectorAlignment = 68;
+// What the emulated device exposes: through write_zeroes_may_unmap + padding (no secure
+// erase, no zoned fields).
+inline constexpr std::size_t kSize = 60;
 }  // namespace cfg
 
 }  // namespace virtio::blk
