@@ -425,6 +425,9 @@ class BlkHarness {
         // F25: the disk shrinks (or grows back); I/O beyond it is refused by the driver.
         const std::uint64_t sectors = std::max<std::uint64_t>(spb, (op.arg % kDiskSectors) / spb * spb);
         dev_->set_capacity(sectors * blk::kSectorSize);
+        // F25: requests already submitted may now lie beyond the disk: IOERR is their
+        // lawful answer.
+        for (auto& [t, p] : pending_) p.tainted = true;
         (void)b.ack_interrupt();
         if (!b.broken()) FUZZ_CHECK(b.config().capacity_sectors == sectors, "capacity change not seen");
         // Bytes beyond the new end are gone (a later grow reads zeroes): forget them.

@@ -580,6 +580,35 @@ TEST_P(NetE2E, ResetThatNeverCompletesQuarantinesUntilItDoes) {
   rig.expect_no_leak();
 }
 
+TEST_P(NetE2E, SharingFailureOnRepostKeepsTheBufferAndRefillsLater) {
+  emu::MachineConfig mc;
+  mc.share_mode = emu::ShareMode::Bounce;  // every share allocates a bounce page
+  NetRig rig(GetParam(), {}, mc);
+  ASSERT_TRUE(rig.ok());
+  ASSERT_TRUE(rig.send(0, 100).has_value());
+  auto r = rig.dev->receive();
+  ASSERT_TRUE(r.has_value());
+  auto& mem = rig.bed.machine().memory();
+  mem.fail_allocation_after(0);  // the re-post's share fails (F31)
+  auto back = rig.dev->recycle_rx_buffer(*r);
+  mem.clear_allocation_fault();
+  ASSERT_FALSE(back.has_value());
+  EXPECT_EQ(back.error(), DevError::NoMemory);
+  // Taken anyway: parked in the pool, the ring one short, nothing lost.
+  EXPECT_EQ(rig.dev->recycle_rx_buffer(*r).error(), DevError::InvalidParam);
+  EXPECT_EQ(rig.dev->rx_posted(), 63u);
+  EXPECT_EQ(rig.dev->pool().free_count(), 1u);
+  EXPECT_EQ(rig.dev->stats().rx_repost_failures, 1u);
+  EXPECT_TRUE(rig.dev->audit().consistent);
+  // The next receive that finds nothing tops the ring up from the pool.
+  EXPECT_EQ(rig.dev->receive().error(), DevError::Again);
+  EXPECT_EQ(rig.dev->rx_posted(), 64u);
+  ASSERT_TRUE(rig.dev->recycle_tx_buffers().has_value());
+  ASSERT_TRUE(rig.send(1, 100).has_value());
+  EXPECT_EQ(drain(rig), std::vector<std::uint32_t>{1});
+  rig.expect_no_leak();
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, NetE2E,
                          ::testing::Values(NetTransportKind::MmioLegacy, NetTransportKind::Mmio,
                                            NetTransportKind::Pci),
