@@ -67,7 +67,8 @@ for t in "${targets[@]}"; do
   # -timeout: one input may not take more than 10 s (a hang is a failure);
   # -rss_limit_mb: the harnesses stay far below it; -print_final_stats: the figures for
   # docs/FUZZING.md.
-  "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2560 -print_final_stats=1 \
+  # VIRTIO_FUZZ_SEED fixes libFuzzer's seed (CI): a failure then reproduces on every run.
+  "$bin" ${VIRTIO_FUZZ_SEED:+-seed="$VIRTIO_FUZZ_SEED"} -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2560 -print_final_stats=1 \
     -artifact_prefix="$out/artifacts/$t/" "${dirs[@]}" >"$log" 2>&1 || rc=$?
   stats="$(grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' "$log" | tail -n 3 | tr '\n' ' ')"
   if [[ $rc -ne 0 ]]; then

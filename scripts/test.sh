@@ -161,7 +161,7 @@ else
     configure_and_build fuzz fuzz_all
     tb=$((SECONDS - t0))
     banner "[fuzz] scripts/fuzz.sh $fuzz_seconds"
-    VIRTIO_FUZZ_NO_BUILD=1 bash scripts/fuzz.sh "$fuzz_seconds" ||
+    VIRTIO_FUZZ_NO_BUILD=1 VIRTIO_FUZZ_SEED="${VIRTIO_FUZZ_SEED:-1}" bash scripts/fuzz.sh "$fuzz_seconds" ||
       fail "fuzz: a target failed (crash input and reproduction command above)"
     summary+=("fuzz   $(dur $((SECONDS - t0)))  (build $(dur "$tb"))  every target ${fuzz_seconds}s, no failure")
   else
