@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -128,7 +129,7 @@ class Harness {
     cfg.width = 64;
     cfg.height = 48;
     cfg.max_hostmem = kHostmem;
-    dev_.emplace(cfg);
+    dev_ = std::make_unique<GpuDevice>(cfg);
     dev_->attach_memory(&mem_);
     const std::uint32_t n = in.scanouts == 0 ? 1 : std::min<std::uint32_t>(in.scanouts, gpu::kMaxScanouts);
     scanouts_ = n;
@@ -474,7 +475,7 @@ class Harness {
 
   const Input& in_;
   GuestMemory& mem_;
-  std::optional<GpuDevice> dev_;
+  std::unique_ptr<GpuDevice> dev_;  // not std::optional: gcc -O1 false maybe-uninitialized
   std::uint32_t scanouts_ = 1;
   std::uint16_t avail_idx_[2] = {0, 0};
   std::uint16_t used_seen_[2] = {0, 0};
