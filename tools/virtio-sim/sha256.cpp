@@ -165,6 +165,8 @@ void Sha256::compress(const std::uint8_t* block, std::size_t blocks) {
 }
 
 void Sha256::update(const void* data, std::size_t len) {
+  // An empty update may come with a null pointer (an empty image): memcpy forbids that.
+  if (len == 0) return;
   const auto* p = static_cast<const std::uint8_t*>(data);
   total_ += len;
   if (buffered_ != 0) {
