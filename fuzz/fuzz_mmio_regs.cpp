@@ -628,7 +628,6 @@ class Harness {
 };
 
 void run(const Input& in) {
-  virtio::fuzz::known_bugs() = {};
   Harness h(in);
   h.run();
 }
@@ -714,13 +713,12 @@ std::vector<std::pair<std::string, Input>> seeds() {
     out.emplace_back("reset-never-completes", reset);
   }
   {
-    // The known DeviceModel bug (model_state.h): FEATURES_OK refused, then ACK|DRIVER|
-    // FEATURES_OK|DRIVER_OK in one write latches DRIVER_OK. Tolerated unless
-    // VIRTIO_FUZZ_STRICT is set.
+    // Once a DeviceModel bug, now a regression seed: FEATURES_OK refused, then
+    // ACK|DRIVER|FEATURES_OK|DRIVER_OK in one write must not latch DRIVER_OK.
     Input in;
     in.faults = 1;  // refuse_features_ok
     in.ops = {macro(kInit), rd(mmio::kStatus), wr(mmio::kStatus, 0xf), rd(mmio::kStatus)};
-    out.emplace_back("known-bug-driver-ok-with-refused-features-ok", in);
+    out.emplace_back("driver-ok-with-refused-features-ok", in);
   }
   {
     // DRIVER_OK with no queue ready (Cloud Hypervisor #8190), then notifies.

@@ -722,7 +722,6 @@ class Harness {
 };
 
 void run(const Input& in) {
-  virtio::fuzz::known_bugs() = {};
   Harness h(in);
   h.run();
 }

@@ -54,25 +54,6 @@ inline void check_unchanged(const ModelState& before, const ModelState& after, c
   check_queues_unchanged(before, after, -1, what);
 }
 
-// KNOWN BUG (reported, emulator/src/device_model.cpp, not fixed at the time of writing):
-// DeviceModel::write_status() checks DRIVER_OK against the *written* value, before it drops a
-// refused FEATURES_OK, so one write of ACK|DRIVER|FEATURES_OK|DRIVER_OK with refused features
-// leaves status ACK|DRIVER|DRIVER_OK: the device goes live without FEATURES_OK (§2.2.2,
-// §3.1.1). Regression input: fuzz/corpus/fuzz_mmio_regs/regress-driver-ok-with-refused-features-ok.
-// The targets tolerate exactly that outcome (and its after-effects for the rest of the run)
-// unless VIRTIO_FUZZ_STRICT is set, so fuzzing can go on; strict mode reproduces the bug.
-struct KnownBugs {
-  bool driver_ok_without_features_ok = false;  // hit in this run
-  static bool strict() {
-    static const bool on = std::getenv("VIRTIO_FUZZ_STRICT") != nullptr;
-    return on;
-  }
-};
-inline KnownBugs& known_bugs() {
-  static KnownBugs k;
-  return k;
-}
-
 // The status field only ever holds a prefix of the §3.1.1 sequence (plus the device's
 // NEEDS_RESET and the driver's FAILED): DRIVER needs ACKNOWLEDGE, FEATURES_OK needs DRIVER
 // (never on a legacy device), DRIVER_OK needs FEATURES_OK (legacy: DRIVER).
@@ -83,7 +64,6 @@ inline void check_status_shape(std::uint8_t s, bool legacy) {
     FUZZ_CHECK(s & status::kDriver, "FEATURES_OK without DRIVER (%#x)", s);
   }
   if (s & status::kDriverOk) {
-    if (!legacy && !(s & status::kFeaturesOk) && known_bugs().driver_ok_without_features_ok) return;
     FUZZ_CHECK(legacy ? (s & status::kDriver) != 0 : (s & status::kFeaturesOk) != 0,
                "DRIVER_OK out of order (%#x)", s);
   }
@@ -133,18 +113,13 @@ inline void check_status_write(const ModelState& before, const ModelState& after
   if (added & status::kFeaturesOk) {
     // §2.2.2: FEATURES_OK latches only for an acceptable subset of what was offered.
     acceptable = !f.refuse_features_ok && (before.driver_features & ~m.device_features()) == 0;
-    if (!acceptable) expect = static_cast<std::uint8_t>(full & ~status::kFeaturesOk);
+    // A refused FEATURES_OK also drops a DRIVER_OK written with it (§3.1.1).
+    if (!acceptable) expect = static_cast<std::uint8_t>(full & ~(status::kFeaturesOk | status::kDriverOk));
   }
   // Activation failure (rings outside memory, ...): the device may answer DRIVER_OK with
   // NEEDS_RESET (§2.1.2; Firecracker #4665), never with a crash.
   const bool activation_failed =
       (added & status::kDriverOk) && after.status == static_cast<std::uint8_t>(expect | status::kDeviceNeedsReset);
-  if (!acceptable && (added & status::kDriverOk) && (after.status & status::kDriverOk) && !KnownBugs::strict()) {
-    // The known bug above: tolerated, remembered for the shape checks of this run.
-    trace("known bug: DRIVER_OK latched with FEATURES_OK refused (%#x -> %#x)", value, after.status);
-    known_bugs().driver_ok_without_features_ok = true;
-    return;
-  }
   FUZZ_CHECK(after.status == expect || activation_failed,
              "status write %#x gave %#x, expected %#x (was %#x, features %#llx %s)", value, after.status, expect,
              before.status, static_cast<unsigned long long>(before.driver_features),

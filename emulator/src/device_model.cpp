@@ -136,6 +136,9 @@ void DeviceModel::write_status(std::uint8_t value) {
     // §2.2.2: a device that cannot accept the negotiated subset does not set FEATURES_OK.
     if (faults_.refuse_features_ok || !accept_features(driver_features_)) {
       next = static_cast<std::uint8_t>(next & ~status::kFeaturesOk);
+      // §3.1.1: DRIVER_OK only after FEATURES_OK stuck. A write that adds both while the
+      // features are refused must not leave the device live without FEATURES_OK.
+      if (!legacy_) next = static_cast<std::uint8_t>(next & ~status::kDriverOk);
     }
   }
   // Keep a device-set NEEDS_RESET bit across driver writes.

@@ -232,6 +232,17 @@ TEST(MmioInitModern, DeviceRefusesStatusWritesThatClearBits) {
   EXPECT_GE(device.stats().rejected_writes, 2u);
 }
 
+// Found by fuzz_mmio_regs: FEATURES_OK refused and DRIVER_OK written in the same status
+// write used to leave the device live without FEATURES_OK (§3.1.1).
+TEST(MmioInitModern, DriverOkWrittenWithARefusedFeaturesOkDoesNotLatch) {
+  EmuPlatform platform;
+  BareDevice device;
+  device.faults().refuse_features_ok = true;
+  auto t = *platform.mmio_transport(platform.add_mmio(&device));
+  t.set_status(status::kAcknowledge | status::kDriver | status::kFeaturesOk | status::kDriverOk);
+  EXPECT_EQ(device.status(), status::kAcknowledge | status::kDriver);
+}
+
 TEST(MmioProbe, HeaderValidation) {
   EmuPlatform platform;
   BareDevice blk;
