@@ -284,8 +284,17 @@ bool DeviceModel::set_queue_msix_vector(std::uint16_t q, std::uint16_t vector) {
   return true;
 }
 
+namespace {
+// A statistics counter with one writer at a time (the doorbell writer, or the device's
+// completion context): a relaxed load + store, not a locked RMW, which cost ~10 ns per
+// round trip on this machine kind. Readers on other threads still see a whole value.
+void count_single_writer(std::atomic<std::uint64_t>& c) {
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+}  // namespace
+
 void DeviceModel::notify(std::uint16_t q) {
-  stats_.notifications.fetch_add(1, std::memory_order_relaxed);
+  count_single_writer(stats_.notifications);
   // CVE-2011-2512: an out-of-range queue index in a notify is ignored.
   if (q >= queues_.size()) return;
   if (mode_ == NotifyMode::Threaded) {
@@ -327,8 +336,14 @@ void DeviceModel::config_write(std::uint64_t offset, unsigned width, std::uint32
 }
 
 void DeviceModel::raise_used_interrupt() {
-  isr_.fetch_or(interrupt::kUsedBuffer, std::memory_order_acq_rel);
-  stats_.interrupts.fetch_add(1, std::memory_order_relaxed);
+  // Synchronous mode runs the device inside the driver's doorbell write, on the thread that
+  // also reads (and clears) the ISR, so a bit already set needs no locked RMW. Threaded:
+  // the driver may clear it concurrently, and only the RMW cannot lose the new bit.
+  if (mode_ != NotifyMode::Synchronous ||
+      (isr_.load(std::memory_order_relaxed) & interrupt::kUsedBuffer) == 0) {
+    isr_.fetch_or(interrupt::kUsedBuffer, std::memory_order_acq_rel);
+  }
+  count_single_writer(stats_.interrupts);
   if (on_interrupt_) on_interrupt_(interrupt::kUsedBuffer);
 }
 

@@ -22,14 +22,9 @@ Result<EmuIo> EmuHal::mmio_map(PhysAddr paddr, std::size_t size) {
   return bus_->lookup(paddr, size);
 }
 
-Result<PhysAddr> EmuHal::share(std::uint8_t* data, std::size_t len, BufferDirection dir) {
+// Bounce: fresh arena pages (and Identity for a buffer outside the arena).
+Result<PhysAddr> EmuHal::share_slow(std::uint8_t* data, std::size_t len, BufferDirection dir) {
   if (memory_ == nullptr || len == 0) return Error::InvalidParam;
-  if (mode_ == ShareMode::Identity) {
-    if (auto pa = memory_->guest_address(data, len)) {
-      memory_->note_share(false);
-      return *pa;
-    }
-  }
   VIRTIO_TRY_ASSIGN(PhysAddr bounce, memory_->alloc_pages(pages_for(len)));
   std::uint8_t* host = memory_->host_base() + (bounce - memory_->base());
   if (dir != BufferDirection::DeviceToDriver) {
@@ -42,11 +37,8 @@ Result<PhysAddr> EmuHal::share(std::uint8_t* data, std::size_t len, BufferDirect
   return bounce;
 }
 
-void EmuHal::unshare(PhysAddr paddr, std::uint8_t* data, std::size_t len, BufferDirection dir) {
-  if (memory_ == nullptr || len == 0) return;
+void EmuHal::unshare_slow(PhysAddr paddr, std::uint8_t* data, std::size_t len, BufferDirection dir) {
   memory_->note_unshare();
-  // An in-place share needs no copy: the guest address is the buffer itself.
-  if (auto pa = memory_->guest_address(data, len); pa && *pa == paddr) return;
   std::uint8_t* host = memory_->translate(paddr, len);
   if (host == nullptr) return;
   if (dir != BufferDirection::DriverToDevice) std::memcpy(data, host, len);
