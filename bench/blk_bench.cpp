@@ -45,7 +45,8 @@ class BlkRig {
  public:
   BlkRig(std::uint64_t disk_bytes, std::size_t buffers, std::size_t buffer_bytes) {
     virtio::emu::MachineConfig mc;
-    mc.ram_size = std::max<std::size_t>(std::size_t{16} << 20, buffers * buffer_bytes * 2 + (8u << 20));
+    mc.ram_size =
+        std::max<std::size_t>(std::size_t{16} << 20, buffers * buffer_bytes * 2 + (8u << 20));
     machine_ = std::make_unique<virtio::emu::Machine>(mc);
     auto backend = std::make_unique<virtio::emu::RamBackend>(disk_bytes);
     ram_ = backend.get();
@@ -55,7 +56,8 @@ class BlkRig {
     device_ = model.get();
     const auto base = machine_->add_mmio(std::move(model), virtio::MmioVersion::Modern);
     EmuHal hal = machine_->hal();
-    auto probed = axdriver::virtio::probe_mmio_device(hal, *base, virtio::emu::MmioDevice::kWindowSize);
+    auto probed =
+        axdriver::virtio::probe_mmio_device(hal, *base, virtio::emu::MmioDevice::kWindowSize);
     if (!probed) return;
     auto dev = BlkDev::try_new(hal, Transport(std::move(probed->transport)));
     if (!dev) return;
@@ -92,8 +94,9 @@ void report(benchmark::State& state, std::size_t bytes_per_item, std::int64_t it
   state.SetItemsProcessed(items);
   state.SetBytesProcessed(items * static_cast<std::int64_t>(bytes_per_item));
   if (items > 0) {
-    state.counters["kicks_per_req"] = benchmark::Counter(
-        static_cast<double>(device.stats().notifications - notifies_before) / static_cast<double>(items));
+    state.counters["kicks_per_req"] =
+        benchmark::Counter(static_cast<double>(device.stats().notifications - notifies_before) /
+                           static_cast<double>(items));
   }
 }
 
@@ -107,7 +110,8 @@ void blocking_io(benchmark::State& state, BlkRig& rig, std::size_t bs, std::uint
   const std::uint64_t per = bs / ops->block_size();
   std::mt19937_64 rng(seed);
   std::vector<std::uint64_t> order(4096);
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = random ? rng() % blocks_span : i % blocks_span;
+  for (std::size_t i = 0; i < order.size(); ++i)
+    order[i] = random ? rng() % blocks_span : i % blocks_span;
   const auto before = rig.device().stats().notifications;
   std::size_t i = 0;
   for (auto _ : state) {
@@ -136,7 +140,8 @@ void queued_io(benchmark::State& state, BlkRig& rig, std::size_t bs, std::size_t
   const std::uint64_t sectors = bs / 512;
   std::mt19937_64 rng(seed);
   std::vector<std::uint64_t> order(4096);
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = random ? rng() % blocks_span : i % blocks_span;
+  for (std::size_t i = 0; i < order.size(); ++i)
+    order[i] = random ? rng() % blocks_span : i % blocks_span;
   const auto before = rig.device().stats().notifications;
   std::size_t k = 0;
   for (auto _ : state) {

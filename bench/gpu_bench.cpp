@@ -46,7 +46,8 @@ class GpuRig {
     device_ = model.get();
     const auto base = machine_->add_mmio(std::move(model), virtio::MmioVersion::Modern);
     EmuHal hal = machine_->hal();
-    auto probed = axdriver::virtio::probe_mmio_device(hal, *base, virtio::emu::MmioDevice::kWindowSize);
+    auto probed =
+        axdriver::virtio::probe_mmio_device(hal, *base, virtio::emu::MmioDevice::kWindowSize);
     if (!probed) return;
     auto dev = GpuDev::try_new(hal, Transport(std::move(probed->transport)));
     if (!dev) return;

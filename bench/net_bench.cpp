@@ -72,8 +72,8 @@ void report(benchmark::State& state, Rig& rig, std::int64_t packets, std::size_t
   state.SetItemsProcessed(packets);
   state.SetBytesProcessed(packets * static_cast<std::int64_t>(size));
   const auto kicks = rig.nic->stats().notifications - kicks_before;
-  state.counters["kicks_per_pkt"] =
-      benchmark::Counter(static_cast<double>(kicks) / static_cast<double>(packets > 0 ? packets : 1));
+  state.counters["kicks_per_pkt"] = benchmark::Counter(
+      static_cast<double>(kicks) / static_cast<double>(packets > 0 ? packets : 1));
   const auto a = rig.dev->audit();
   if (!a.consistent || a.caller != 0) state.SkipWithError("buffer ownership broken");
 }
@@ -215,7 +215,8 @@ void BM_VirtioNet_RxRefill(benchmark::State& state) {
     const std::int64_t t0 = thread_cpu_ns();
     (void)dev.recycle_rx_buffers(rx);
     const std::int64_t t1 = thread_cpu_ns();
-    state.SetIterationTime(static_cast<double>(std::max<std::int64_t>(t1 - t0 - overhead, 0)) * 1e-9);
+    state.SetIterationTime(static_cast<double>(std::max<std::int64_t>(t1 - t0 - overhead, 0)) *
+                           1e-9);
   }
   if (bad != 0) state.SkipWithError("lost packets");
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(burst));

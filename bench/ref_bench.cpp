@@ -124,7 +124,8 @@ struct FloorRing {
     __atomic_store_n(&avail_event, last_avail, __ATOMIC_RELAXED);
     __atomic_store_n(&used_idx, used, __ATOMIC_RELEASE);
     virtio::mb();
-    if (virtio::ring::need_event(__atomic_load_n(&used_event, __ATOMIC_RELAXED), used, irq_at)) ++irqs;
+    if (virtio::ring::need_event(__atomic_load_n(&used_event, __ATOMIC_RELAXED), used, irq_at))
+      ++irqs;
     irq_at = used;
   }
   std::uint16_t driver_reap() {

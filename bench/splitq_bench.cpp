@@ -259,7 +259,8 @@ void BM_DeviceModel_PopChain(benchmark::State& state) {
   auto flags_of = [&](std::uint32_t k) {
     const bool writable = descs > 1 && k >= descs / 2;
     const bool more = k + 1 < descs;
-    return static_cast<std::uint16_t>((writable ? ring::kDescFWrite : 0) | (more ? ring::kDescFNext : 0));
+    return static_cast<std::uint16_t>((writable ? ring::kDescFWrite : 0) |
+                                      (more ? ring::kDescFNext : 0));
   };
   std::vector<std::uint16_t> heads;
   if (indirect) {
@@ -315,7 +316,9 @@ void BM_DeviceModel_PopChain(benchmark::State& state) {
   if (failed) state.SkipWithError("pop failed");
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
-BENCHMARK(BM_DeviceModel_PopChain)->ArgNames({"descs", "indirect"})->ArgsProduct({{1, 3, 16}, {0, 1}});
+BENCHMARK(BM_DeviceModel_PopChain)
+    ->ArgNames({"descs", "indirect"})
+    ->ArgsProduct({{1, 3, 16}, {0, 1}});
 
 // --- Tier B: device on a polling thread on the other CPU ---------------------------------
 

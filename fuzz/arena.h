@@ -26,7 +26,8 @@ inline emu::GuestMemory& fresh_arena(PhysAddr base, std::size_t size) {
   }
   const emu::MemoryStats s = m->stats();
   FUZZ_CHECK(s.pages_allocated == 0 && s.shares_live == 0 && s.dma_allocations == 0,
-             "the previous input leaked guest memory (%zu pages, %zu shares)", s.pages_allocated, s.shares_live);
+             "the previous input leaked guest memory (%zu pages, %zu shares)", s.pages_allocated,
+             s.shares_live);
   m->clear_allocation_fault();
   const std::size_t pages = m->size() / kPageSize;
   auto all = m->alloc_pages(pages);  // zeroes the whole arena; the hint wraps back to page 0

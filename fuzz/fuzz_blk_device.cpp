@@ -68,7 +68,8 @@ struct Chain {
   std::uint64_t sector = 0;
   std::vector<std::uint16_t> data;  // data descriptor lengths
   std::uint8_t status_len = 1;
-  std::uint8_t flips = 0;  // 1 header W, 2 data flipped, 4 status R, 8 header split, 16 zero-length data
+  std::uint8_t flips =
+      0;  // 1 header W, 2 data flipped, 4 status R, 8 header split, 16 zero-length data
   bool indirect = false;
   std::vector<std::uint8_t> payload;
   // DISCARD / WRITE_ZEROES / SECURE_ERASE segments (the data of the request).
@@ -94,8 +95,9 @@ struct Input {
   std::vector<std::vector<Chain>> batches;
 };
 
-constexpr std::uint32_t kTypes[] = {blk::kTIn, blk::kTOut, blk::kTFlush, blk::kTGetId, blk::kTDiscard,
-                                    blk::kTWriteZeroes, blk::kTSecureErase, blk::kTGetLifetime};
+constexpr std::uint32_t kTypes[] = {blk::kTIn,          blk::kTOut,        blk::kTFlush,
+                                    blk::kTGetId,       blk::kTDiscard,    blk::kTWriteZeroes,
+                                    blk::kTSecureErase, blk::kTGetLifetime};
 constexpr std::uint32_t kBlockSizes[] = {512, 4096, 1024};
 constexpr std::uint16_t kQueueSizes[] = {16, 8, 4, 2, 256};
 
@@ -104,12 +106,14 @@ void chain_schema(IO& io, Chain& c, std::uint16_t capacity) {
   mostly_one_of(io, c.type, kTypes);
   mostly(io, c.sector, std::uint64_t{0}, std::uint64_t{capacity == 0 ? 0u : capacity - 1u});
   virtio::fuzz::counted_list(io, c.data, 4, [](auto& i2, std::uint16_t& len) {
-    std::uint8_t blocks = static_cast<std::uint8_t>(len % 512 == 0 && len != 0 && len <= 4096 ? len / 512 : 0);
+    std::uint8_t blocks =
+        static_cast<std::uint8_t>(len % 512 == 0 && len != 0 && len <= 4096 ? len / 512 : 0);
     std::uint8_t sel = blocks != 0 ? 0 : 255;
     i2.num(sel);
     if (sel < 240) {
       i2.num(blocks, std::uint8_t{1}, std::uint8_t{8});
-      if constexpr (std::remove_reference_t<decltype(i2)>::kReading) len = static_cast<std::uint16_t>(blocks * 512);
+      if constexpr (std::remove_reference_t<decltype(i2)>::kReading)
+        len = static_cast<std::uint16_t>(blocks * 512);
     } else {
       i2.num(len, std::uint16_t{0}, std::uint16_t{8192});
     }
@@ -140,7 +144,8 @@ constexpr auto schema = [](auto& io, Input& in) {
   if (in.fault != 0) io.num(in.fault_at);
   const std::uint16_t capacity = in.capacity;
   virtio::fuzz::tail_list(io, in.batches, kMaxBatches, [capacity](auto& i2, std::vector<Chain>& b) {
-    virtio::fuzz::counted_list(i2, b, kMaxChains, [capacity](auto& i3, Chain& c) { chain_schema(i3, c, capacity); });
+    virtio::fuzz::counted_list(i2, b, kMaxChains,
+                               [capacity](auto& i3, Chain& c) { chain_schema(i3, c, capacity); });
   });
 };
 
@@ -159,7 +164,8 @@ struct Expect {
 
 class Harness {
  public:
-  FUZZ_NOCOV explicit Harness(const Input& in) : in_(in), mem_(virtio::fuzz::fresh_arena(kBase, kArena)) {
+  FUZZ_NOCOV explicit Harness(const Input& in)
+      : in_(in), mem_(virtio::fuzz::fresh_arena(kBase, kArena)) {
     BlockDeviceConfig cfg;
     cfg.block_size = in.block_size;
     cfg.read_only = in.read_only;
@@ -172,10 +178,12 @@ class Harness {
     cfg.max_write_zeroes_sectors = in.max_sectors;
     cfg.id = "fuzz-disk-0123456789abc";  // longer than 20: truncated by the device
     cfg.queue_max = 256;
-    const std::uint64_t bytes = std::uint64_t{std::min<std::uint16_t>(in.capacity, 1024)} * blk::kSectorSize;
+    const std::uint64_t bytes =
+        std::uint64_t{std::min<std::uint16_t>(in.capacity, 1024)} * blk::kSectorSize;
     auto backend = std::make_unique<RamBackend>(bytes);
     backend_ = backend.get();
-    for (std::uint64_t i = 0; i < bytes; ++i) backend_->data()[i] = static_cast<std::uint8_t>(i * 13 + i / 512);
+    for (std::uint64_t i = 0; i < bytes; ++i)
+      backend_->data()[i] = static_cast<std::uint8_t>(i * 13 + i / 512);
     disk_.assign(backend_->data(), backend_->data() + bytes);
     dev_ = std::make_unique<BlockDevice>(std::move(backend), cfg);
     dev_->attach_memory(&mem_);
@@ -211,16 +219,28 @@ class Harness {
       d.set_queue_address(0, w, true, static_cast<std::uint32_t>(a[w] >> 32));
     }
     d.set_queue_ready(0, true);
-    d.write_status(status::kAcknowledge | status::kDriver | status::kFeaturesOk | status::kDriverOk);
+    d.write_status(status::kAcknowledge | status::kDriver | status::kFeaturesOk |
+                   status::kDriverOk);
     FUZZ_CHECK(!d.needs_reset(), "a valid activation set NEEDS_RESET");
     indirect_ok_ = negotiated_ & virtio::feature::kRingIndirectDesc;
     switch (in_.fault) {
-      case 1: d.block_faults().ioerr_on_request = in_.fault_at; break;
-      case 2: d.block_faults().unsupp_on_request = in_.fault_at; break;
-      case 3: d.block_faults().no_status_on_request = in_.fault_at; break;
-      case 4: d.block_faults().garbage_status_on_request = in_.fault_at; break;
-      case 5: d.block_faults().unwritten_status_on_request = in_.fault_at; break;
-      default: break;
+      case 1:
+        d.block_faults().ioerr_on_request = in_.fault_at;
+        break;
+      case 2:
+        d.block_faults().unsupp_on_request = in_.fault_at;
+        break;
+      case 3:
+        d.block_faults().no_status_on_request = in_.fault_at;
+        break;
+      case 4:
+        d.block_faults().garbage_status_on_request = in_.fault_at;
+        break;
+      case 5:
+        d.block_faults().unwritten_status_on_request = in_.fault_at;
+        break;
+      default:
+        break;
     }
     return true;
   }
@@ -235,7 +255,8 @@ class Harness {
 
   // Lays out one request; `data_off` is a bump pointer in the data area, `desc_next` the
   // next free ring descriptor of this batch. Nothing if the ring has no room left.
-  FUZZ_NOCOV std::optional<Built> build(const Chain& c, std::uint16_t& desc_next, std::size_t& data_off) {
+  FUZZ_NOCOV std::optional<Built> build(const Chain& c, std::uint16_t& desc_next,
+                                        std::size_t& data_off) {
     Built b;
     const auto alloc = [&](std::uint32_t len) -> PhysAddr {
       const std::size_t need = std::max<std::uint32_t>(len, 1);
@@ -265,7 +286,8 @@ class Harness {
     } else {
       ds.push_back(D{h, 16, hw});
     }
-    const bool is_segments = c.type == blk::kTDiscard || c.type == blk::kTWriteZeroes || c.type == blk::kTSecureErase;
+    const bool is_segments =
+        c.type == blk::kTDiscard || c.type == blk::kTWriteZeroes || c.type == blk::kTSecureErase;
     if (is_segments && !c.segs.empty()) {
       const auto len = static_cast<std::uint32_t>(c.segs.size() * sizeof(blk::DiscardSegment));
       const PhysAddr s = alloc(len);
@@ -286,7 +308,8 @@ class Harness {
       const bool w = (c.flips & 2) ? data_out : !data_out;
       if (!w) {
         for (std::uint32_t k = 0; k < len; ++k) {
-          host(p)[k] = c.payload.empty() ? static_cast<std::uint8_t>(k + i) : c.payload[(k + i) % c.payload.size()];
+          host(p)[k] = c.payload.empty() ? static_cast<std::uint8_t>(k + i)
+                                         : c.payload[(k + i) % c.payload.size()];
         }
       } else {
         std::memset(host(p), 0xee, len);
@@ -311,8 +334,8 @@ class Harness {
     }
     // Descriptors: direct (consecutive, wrapping) or one indirect table per head.
     const bool indirect = c.indirect && indirect_ok_ && ds.size() <= 16;
-    const auto put = [&](PhysAddr table, std::uint32_t i, PhysAddr addr, std::uint32_t len, std::uint16_t flags,
-                         std::uint16_t next) {
+    const auto put = [&](PhysAddr table, std::uint32_t i, PhysAddr addr, std::uint32_t len,
+                         std::uint16_t flags, std::uint16_t next) {
       ring::Descriptor d;
       d.addr = addr;
       d.len = len;
@@ -345,17 +368,21 @@ class Harness {
     const PhysAddr table = indirect ? kTables + 256 * std::uint64_t{head} : kDesc;
     for (std::size_t k = 0; k < count; ++k) {
       const bool more = k + 1 < count;
-      const std::uint32_t idx = indirect ? static_cast<std::uint32_t>(k) : head + static_cast<std::uint32_t>(k);
+      const std::uint32_t idx =
+          indirect ? static_cast<std::uint32_t>(k) : head + static_cast<std::uint32_t>(k);
       const std::uint32_t next = idx + 1;
-      const auto flags = static_cast<std::uint16_t>((ds[k].w ? ring::kDescFWrite : 0) | (more ? ring::kDescFNext : 0));
+      const auto flags = static_cast<std::uint16_t>((ds[k].w ? ring::kDescFWrite : 0) |
+                                                    (more ? ring::kDescFNext : 0));
       put(table, idx, ds[k].addr, ds[k].len, flags, static_cast<std::uint16_t>(more ? next : 0));
     }
-    if (indirect) put(kDesc, head, table, static_cast<std::uint32_t>(count * 16), ring::kDescFIndirect, 0);
+    if (indirect)
+      put(kDesc, head, table, static_cast<std::uint32_t>(count * 16), ring::kDescFIndirect, 0);
     return b;
   }
 
   // Copies `len` bytes of the readable part starting at `off`.
-  FUZZ_NOCOV std::vector<std::uint8_t> gather(const Built& b, std::uint64_t off, std::uint64_t len) {
+  FUZZ_NOCOV std::vector<std::uint8_t> gather(const Built& b, std::uint64_t off,
+                                              std::uint64_t len) {
     std::vector<std::uint8_t> out;
     for (const auto& [pa, l] : b.readable) {
       for (std::uint32_t k = 0; k < l && out.size() < len; ++k) {
@@ -420,7 +447,8 @@ class Harness {
             e.status = blk::kSIoErr;
           } else {
             const std::vector<std::uint8_t> data = gather(b, 16, data_out);
-            if (!data.empty()) std::memcpy(disk_.data() + sector * blk::kSectorSize, data.data(), data.size());
+            if (!data.empty())
+              std::memcpy(disk_.data() + sector * blk::kSectorSize, data.data(), data.size());
           }
           break;
         case blk::kTFlush:
@@ -459,16 +487,19 @@ class Harness {
       const std::uint64_t sector = s.sector;
       const std::uint32_t num = s.num_sectors;
       if (num > in_.max_sectors || sector > cap || num > cap - sector) return blk::kSIoErr;
-      if (num != 0) std::memset(disk_.data() + sector * blk::kSectorSize, 0, std::size_t{num} * blk::kSectorSize);
+      if (num != 0)
+        std::memset(disk_.data() + sector * blk::kSectorSize, 0,
+                    std::size_t{num} * blk::kSectorSize);
     }
     return blk::kSOk;
   }
 
   FUZZ_NOCOV void run_batch(const std::vector<Chain>& batch) {
     for (const Chain& c : batch) {
-      virtio::fuzz::trace("chain type %u sector %llu data %zu status_len %u flips %#x indirect %d segs %zu", c.type,
-                          static_cast<unsigned long long>(c.sector), c.data.size(), c.status_len, c.flips, c.indirect,
-                          c.segs.size());
+      virtio::fuzz::trace(
+          "chain type %u sector %llu data %zu status_len %u flips %#x indirect %d segs %zu", c.type,
+          static_cast<unsigned long long>(c.sector), c.data.size(), c.status_len, c.flips,
+          c.indirect, c.segs.size());
     }
     std::vector<Built> built;
     std::size_t data_off = 0;
@@ -481,7 +512,8 @@ class Harness {
       avail = static_cast<std::uint16_t>(avail + 1);
       built.push_back(std::move(*b));
     }
-    virtio::atomic::store_release(reinterpret_cast<std::uint16_t*>(host(kAvail + ring::avail_idx_offset())), avail);
+    virtio::atomic::store_release(
+        reinterpret_cast<std::uint16_t*>(host(kAvail + ring::avail_idx_offset())), avail);
     avail_idx_ = avail;
     std::uint16_t used_before;
     std::memcpy(&used_before, host(kUsed + ring::used_idx_offset()), 2);
@@ -499,14 +531,18 @@ class Harness {
       const Expect e = predict(b, request);
       if (e.fault) break;
       ++requests_;
-      FUZZ_CHECK(k < completed, "request %zu of the batch was not completed (%u completions, status %#x, queue fault %s)", k,
-                 completed, dev_->status(), virtio::emu::queue_fault_name(dev_->request_queue().last_fault()));
+      FUZZ_CHECK(
+          k < completed,
+          "request %zu of the batch was not completed (%u completions, status %#x, queue fault %s)",
+          k, completed, dev_->status(),
+          virtio::emu::queue_fault_name(dev_->request_queue().last_fault()));
       ring::UsedElem u;
       std::memcpy(&u, host(kUsed + ring::used_ring_offset((used_before + k) % n_)), sizeof u);
       FUZZ_CHECK(u.id.get() == b.head, "used id %u, expected head %u", u.id.get(), b.head);
       std::uint64_t wb = 0;
       for (const auto& w : b.writable) wb += w.second;
-      FUZZ_CHECK(u.len.get() <= wb, "used len %u > writable %llu", u.len.get(), static_cast<unsigned long long>(wb));
+      FUZZ_CHECK(u.len.get() <= wb, "used len %u > writable %llu", u.len.get(),
+                 static_cast<unsigned long long>(wb));
       FUZZ_CHECK(u.len.get() == e.len, "used len %u, expected %u", u.len.get(), e.len);
       const auto& last = b.writable.back();
       const std::uint8_t st = host(last.first)[last.second - 1];
@@ -526,10 +562,11 @@ class Harness {
           const std::uint8_t got = host(pa)[i];
           if (e.read_ok) {
             const std::uint8_t want = disk_[e.sector * blk::kSectorSize + off];
-            FUZZ_CHECK(got == want, "read byte %llu is %#x, disk has %#x", static_cast<unsigned long long>(off), got, want);
+            FUZZ_CHECK(got == want, "read byte %llu is %#x, disk has %#x",
+                       static_cast<unsigned long long>(off), got, want);
           } else if (off >= e.id_bytes) {
-            FUZZ_CHECK(got == 0xee, "byte %llu of the writable part written (status %u)", static_cast<unsigned long long>(off),
-                       e.status);
+            FUZZ_CHECK(got == 0xee, "byte %llu of the writable part written (status %u)",
+                       static_cast<unsigned long long>(off), e.status);
           }
         }
       }
@@ -537,10 +574,13 @@ class Harness {
     if (k < built.size()) {
       // A malformed request (or a ring fault) was reached: NEEDS_RESET, nothing after it.
       FUZZ_CHECK(dev_->needs_reset(), "malformed request %zu did not set NEEDS_RESET", k);
-      FUZZ_CHECK(completed == k, "%u completions for %zu well-formed requests before a malformed one", completed, k);
+      FUZZ_CHECK(completed == k,
+                 "%u completions for %zu well-formed requests before a malformed one", completed,
+                 k);
     } else {
       FUZZ_CHECK(!dev_->needs_reset(), "well-formed batch set NEEDS_RESET");
-      FUZZ_CHECK(completed == built.size(), "%u completions for %zu requests", completed, built.size());
+      FUZZ_CHECK(completed == built.size(), "%u completions for %zu requests", completed,
+                 built.size());
     }
   }
 
@@ -569,8 +609,9 @@ Chain req(std::uint32_t type, std::uint64_t sector, std::vector<std::uint16_t> d
   c.type = type;
   c.sector = sector;
   c.data = std::move(data);
-  if (type == blk::kTOut) c.payload = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-                                       17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+  if (type == blk::kTOut)
+    c.payload = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+                 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
   return c;
 }
 Chain seg_req(std::uint32_t type, std::vector<Chain::Seg> segs) {
@@ -583,13 +624,14 @@ std::vector<std::pair<std::string, Input>> seeds() {
   std::vector<std::pair<std::string, Input>> out;
   {
     Input in;
-    in.batches = {{req(blk::kTOut, 2, {512, 1024}), req(blk::kTIn, 0, {2048}), req(blk::kTFlush, 0),
-                   req(blk::kTGetId, 0, {512})},
-                  {seg_req(blk::kTWriteZeroes, {{2, 1, 0}, {4, 2, 1}}), req(blk::kTIn, 2, {1024, 512}),
-                   seg_req(blk::kTDiscard, {{8, 8, 0}}), req(blk::kTIn, 8, {512})},
-                  {req(blk::kTIn, 63, {512}), req(blk::kTIn, 63, {1024}), req(blk::kTOut, 64, {512}),
-                   req(blk::kTIn, 0xffff'ffff'ffff'fff0ULL, {512}), req(0x1234, 0), req(blk::kTGetLifetime, 0, {512}),
-                   req(blk::kTSecureErase, 0)}};
+    in.batches = {
+        {req(blk::kTOut, 2, {512, 1024}), req(blk::kTIn, 0, {2048}), req(blk::kTFlush, 0),
+         req(blk::kTGetId, 0, {512})},
+        {seg_req(blk::kTWriteZeroes, {{2, 1, 0}, {4, 2, 1}}), req(blk::kTIn, 2, {1024, 512}),
+         seg_req(blk::kTDiscard, {{8, 8, 0}}), req(blk::kTIn, 8, {512})},
+        {req(blk::kTIn, 63, {512}), req(blk::kTIn, 63, {1024}), req(blk::kTOut, 64, {512}),
+         req(blk::kTIn, 0xffff'ffff'ffff'fff0ULL, {512}), req(0x1234, 0),
+         req(blk::kTGetLifetime, 0, {512}), req(blk::kTSecureErase, 0)}};
     for (auto& c : in.batches[0]) c.indirect = true;
     out.emplace_back("mixed", in);
   }
@@ -605,16 +647,18 @@ std::vector<std::pair<std::string, Input>> seeds() {
     Input in;
     in.read_only = true;
     in.caps = 0;
-    in.batches = {{req(blk::kTOut, 0, {512}), req(blk::kTFlush, 0), seg_req(blk::kTDiscard, {{0, 1, 0}}),
-                   seg_req(blk::kTWriteZeroes, {{0, 1, 0}}), req(blk::kTIn, 0, {512})}};
+    in.batches = {{req(blk::kTOut, 0, {512}), req(blk::kTFlush, 0),
+                   seg_req(blk::kTDiscard, {{0, 1, 0}}), seg_req(blk::kTWriteZeroes, {{0, 1, 0}}),
+                   req(blk::kTIn, 0, {512})}};
     out.emplace_back("read-only", in);
   }
   {
     Input in;
-    in.batches = {{seg_req(blk::kTDiscard, {{0, 1, 1}}), seg_req(blk::kTWriteZeroes, {{0, 1, 2}}),
-                   seg_req(blk::kTWriteZeroes, {{0, 65, 0}}), seg_req(blk::kTWriteZeroes, {{60, 8, 0}}),
-                   seg_req(blk::kTWriteZeroes, {{0, 1, 0}, {1, 1, 0}, {2, 1, 0}, {3, 1, 0}, {4, 1, 0}}),
-                   seg_req(blk::kTDiscard, {})}};
+    in.batches = {
+        {seg_req(blk::kTDiscard, {{0, 1, 1}}), seg_req(blk::kTWriteZeroes, {{0, 1, 2}}),
+         seg_req(blk::kTWriteZeroes, {{0, 65, 0}}), seg_req(blk::kTWriteZeroes, {{60, 8, 0}}),
+         seg_req(blk::kTWriteZeroes, {{0, 1, 0}, {1, 1, 0}, {2, 1, 0}, {3, 1, 0}, {4, 1, 0}}),
+         seg_req(blk::kTDiscard, {})}};
     in.max_seg = 4;
     out.emplace_back("segment-rules", in);
   }
@@ -622,11 +666,15 @@ std::vector<std::pair<std::string, Input>> seeds() {
     Input in;
     in.fault = f;
     in.fault_at = 1;
-    in.batches = {{req(blk::kTOut, 0, {512}), req(blk::kTOut, 1, {512}), req(blk::kTIn, 0, {1024})}};
+    in.batches = {
+        {req(blk::kTOut, 0, {512}), req(blk::kTOut, 1, {512}), req(blk::kTIn, 0, {1024})}};
     out.emplace_back("fault-" + std::to_string(f), in);
   }
-  const std::pair<const char*, std::uint8_t> flips[] = {
-      {"header-writable", 1}, {"data-flipped", 2}, {"status-readable", 4}, {"header-split", 8}, {"zero-length", 16}};
+  const std::pair<const char*, std::uint8_t> flips[] = {{"header-writable", 1},
+                                                        {"data-flipped", 2},
+                                                        {"status-readable", 4},
+                                                        {"header-split", 8},
+                                                        {"zero-length", 16}};
   for (const auto& [name, flip] : flips) {
     Input in;
     Chain bad = req(blk::kTIn, 0, {512});

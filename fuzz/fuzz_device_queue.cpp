@@ -24,8 +24,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <iterator>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -98,12 +98,12 @@ struct Op {
   std::uint8_t table = 0;
   std::uint8_t corrupt = kNone;
   std::uint8_t corrupt_at = 0;
-  std::uint16_t len_unit = 64;   // buffer i has len_unit * (i + 1) bytes (mod data area)
-  std::uint16_t data_off = 0;    // where the buffers start inside the data area
+  std::uint16_t len_unit = 64;  // buffer i has len_unit * (i + 1) bytes (mod data area)
+  std::uint16_t data_off = 0;   // where the buffers start inside the data area
   bool publish = true;
   // WriteDesc: table 0 is the ring's descriptor table, 1..4 the indirect tables.
   std::uint16_t index = 0;
-  std::uint16_t repeat = 0;      // WriteDesc: also the next `repeat` entries, chained
+  std::uint16_t repeat = 0;  // WriteDesc: also the next `repeat` entries, chained
   std::uint64_t addr = 0;
   std::uint32_t len = 0;
   std::uint16_t flags = 0;
@@ -205,9 +205,9 @@ struct Layout {
   std::size_t arena = 0;
   std::uint16_t size = 0;  // as configured (may be illegal)
   PhysAddr desc = 0, avail = 0, used = 0;
-  PhysAddr tables = 0;            // kIndirectTables tables of table_entries each
+  PhysAddr tables = 0;  // kIndirectTables tables of table_entries each
   std::uint32_t table_entries = 0;
-  PhysAddr data = 0;              // data area [data, data + data_len)
+  PhysAddr data = 0;  // data area [data, data + data_len)
   std::size_t data_len = 0;
 };
 
@@ -261,7 +261,8 @@ struct RefResult {
 class Snapshot {
  public:
   // Copies guest memory into `buf` (reused across ops: no allocation per snapshot).
-  Snapshot(const GuestMemory& mem, std::vector<std::uint8_t>& buf) : base_(mem.base()), bytes_(buf) {
+  Snapshot(const GuestMemory& mem, std::vector<std::uint8_t>& buf)
+      : base_(mem.base()), bytes_(buf) {
     buf.assign(mem.host_base(), mem.host_base() + mem.size());
   }
   bool inside(PhysAddr a, std::uint64_t len) const {
@@ -336,8 +337,7 @@ RefResult ref_walk(const Snapshot& m, PhysAddr desc_table, std::uint16_t size, b
 
 class Harness {
  public:
-  explicit Harness(const Input& in)
-      : in_(in), l_(make_layout(in)), mem_(kBase, l_.arena) {
+  explicit Harness(const Input& in) : in_(in), l_(make_layout(in)), mem_(kBase, l_.arena) {
     dq_.set_fault_callback([this](QueueFault) { ++fault_calls_; });
     configure();
   }
@@ -394,7 +394,8 @@ class Harness {
   void set_avail_idx(std::uint16_t v) {
     avail_idx_ = v;
     if (!in_arena(l_.avail + ring::avail_idx_offset(), 2)) return;
-    virtio::atomic::store_release(reinterpret_cast<std::uint16_t*>(host(l_.avail + ring::avail_idx_offset())), v);
+    virtio::atomic::store_release(
+        reinterpret_cast<std::uint16_t*>(host(l_.avail + ring::avail_idx_offset())), v);
   }
 
   void build_chain(const Op& op) {
@@ -404,7 +405,8 @@ class Harness {
     std::vector<RefSeg> bufs;
     std::uint64_t off = op.data_off % l_.data_len;
     for (std::size_t k = 0; k < count; ++k) {
-      std::uint32_t len = static_cast<std::uint32_t>((std::uint64_t{op.len_unit} * (k + 1)) % l_.data_len);
+      std::uint32_t len =
+          static_cast<std::uint32_t>((std::uint64_t{op.len_unit} * (k + 1)) % l_.data_len);
       if (len == 0) len = 1;
       if (off + len > l_.data_len) off = 0;
       bufs.push_back(RefSeg{l_.data + off, len, k >= op.n_read});
@@ -442,7 +444,8 @@ class Harness {
         const bool more = k + 1 < entries;
         std::uint16_t next = more ? static_cast<std::uint16_t>(k + 1) : 0;
         std::uint16_t f = flags_of(k, more);
-        if (k == at && corrupt == kNestedIndirect) f = static_cast<std::uint16_t>(f | ring::kDescFIndirect);
+        if (k == at && corrupt == kNestedIndirect)
+          f = static_cast<std::uint16_t>(f | ring::kDescFIndirect);
         if (k + 1 == entries && corrupt == kLoop) {
           f = static_cast<std::uint16_t>(f | ring::kDescFNext);
           next = static_cast<std::uint16_t>(at);
@@ -469,7 +472,8 @@ class Harness {
         const bool more = k + 1 < entries;
         std::uint16_t next = static_cast<std::uint16_t>((idx + 1) % n);
         std::uint16_t f = flags_of(k, more);
-        if (k == at && corrupt == kNestedIndirect) f = static_cast<std::uint16_t>(f | ring::kDescFIndirect);
+        if (k == at && corrupt == kNestedIndirect)
+          f = static_cast<std::uint16_t>(f | ring::kDescFIndirect);
         if (k + 1 == entries && corrupt == kLoop) {
           f = static_cast<std::uint16_t>(f | ring::kDescFNext);
           next = head;
@@ -506,11 +510,14 @@ class Harness {
                !in_arena(l_.used, ring::used_ring_size(n))) {
       expect = Error::InvalidParam;
     }
-    FUZZ_CHECK(r.has_value() == !expect.has_value(), "configure(size %u, desc %#llx, avail %#llx, used %#llx) %s",
-               n, static_cast<unsigned long long>(l_.desc), static_cast<unsigned long long>(l_.avail),
-               static_cast<unsigned long long>(l_.used), r.has_value() ? "accepted an illegal setup" : "refused a legal setup");
-    if (expect) FUZZ_CHECK(r.error() == *expect, "configure error %s, expected %s", virtio::error_name(r.error()),
-                           virtio::error_name(*expect));
+    FUZZ_CHECK(r.has_value() == !expect.has_value(),
+               "configure(size %u, desc %#llx, avail %#llx, used %#llx) %s", n,
+               static_cast<unsigned long long>(l_.desc), static_cast<unsigned long long>(l_.avail),
+               static_cast<unsigned long long>(l_.used),
+               r.has_value() ? "accepted an illegal setup" : "refused a legal setup");
+    if (expect)
+      FUZZ_CHECK(r.error() == *expect, "configure error %s, expected %s",
+                 virtio::error_name(r.error()), virtio::error_name(*expect));
     configured_ = r.has_value();
     if (!configured_) virtio::fuzz::trace("configure: %s", virtio::error_name(r.error()));
     FUZZ_CHECK(dq_.configured() == configured_, "configured() disagrees with configure()");
@@ -540,7 +547,8 @@ class Harness {
   }
 
   // Bytes the device may have written since `before`: `allowed` ranges only.
-  void check_writes(const Snapshot& before, std::initializer_list<std::pair<PhysAddr, std::size_t>> allowed,
+  void check_writes(const Snapshot& before,
+                    std::initializer_list<std::pair<PhysAddr, std::size_t>> allowed,
                     const char* what) {
     const std::uint8_t* now = mem_.host_base();
     const std::vector<std::uint8_t>& old = before.bytes();
@@ -570,16 +578,19 @@ class Harness {
       return;
     }
     if (was_broken) {
-      FUZZ_CHECK(!r.has_value() && r.error() == Error::DeviceBroken, "pop on a broken queue did not fail");
+      FUZZ_CHECK(!r.has_value() && r.error() == Error::DeviceBroken,
+                 "pop on a broken queue did not fail");
       FUZZ_CHECK(fault_calls_ == calls, "fault callback ran again on a broken queue");
       check_writes(before, {}, "pop (broken)");
       return;
     }
     const std::uint16_t n = l_.size;
-    const std::uint16_t expected_head = before.u16(l_.avail + ring::avail_ring_offset(last_avail_ & (n - 1)));
+    const std::uint16_t expected_head =
+        before.u16(l_.avail + ring::avail_ring_offset(last_avail_ & (n - 1)));
     if (r.has_value()) {
       const DeviceQueue::Chain& c = *r;
-      FUZZ_CHECK(c.head == expected_head, "popped head %u, avail ring says %u", c.head, expected_head);
+      FUZZ_CHECK(c.head == expected_head, "popped head %u, avail ring says %u", c.head,
+                 expected_head);
       FUZZ_CHECK(c.head < n, "head %u >= size %u", c.head, n);
       FUZZ_CHECK(!in_flight_.count(c.head), "head %u popped while in flight", c.head);
       FUZZ_CHECK(fault_calls_ == calls && !dq_.broken(), "an accepted chain broke the queue");
@@ -589,21 +600,26 @@ class Harness {
       FUZZ_CHECK(!c.indirect || in_.indirect, "indirect chain accepted without INDIRECT_DESC");
       std::uint64_t rb = 0, wb = 0;
       for (const auto& s : c.readable) {
-        FUZZ_CHECK(s.len != 0 && in_arena(s.addr, s.len) && s.host == host(s.addr), "bad readable segment");
+        FUZZ_CHECK(s.len != 0 && in_arena(s.addr, s.len) && s.host == host(s.addr),
+                   "bad readable segment");
         rb += s.len;
       }
       for (const auto& s : c.writable) {
-        FUZZ_CHECK(s.len != 0 && in_arena(s.addr, s.len) && s.host == host(s.addr), "bad writable segment");
+        FUZZ_CHECK(s.len != 0 && in_arena(s.addr, s.len) && s.host == host(s.addr),
+                   "bad writable segment");
         wb += s.len;
       }
-      FUZZ_CHECK(rb == c.readable_bytes && wb == c.writable_bytes, "byte totals disagree with segments");
+      FUZZ_CHECK(rb == c.readable_bytes && wb == c.writable_bytes,
+                 "byte totals disagree with segments");
       FUZZ_CHECK(rb + wb <= (std::uint64_t{1} << 32), "chain longer than 2^32 bytes");
       // Differential: the reference walker finds the same chain in the same memory.
       const RefResult ref = ref_walk(before, l_.desc, n, in_.indirect, c.head);
-      FUZZ_CHECK(ref.fault == QueueFault::None, "device accepted a chain the reference rejects (%s)",
+      FUZZ_CHECK(ref.fault == QueueFault::None,
+                 "device accepted a chain the reference rejects (%s)",
                  virtio::emu::queue_fault_name(ref.fault));
       std::size_t k = 0;
-      FUZZ_CHECK(ref.segs.size() == c.readable.size() + c.writable.size(), "segment count differs from reference");
+      FUZZ_CHECK(ref.segs.size() == c.readable.size() + c.writable.size(),
+                 "segment count differs from reference");
       for (const auto& s : c.readable) {
         FUZZ_CHECK(ref.segs[k].addr == s.addr && ref.segs[k].len == s.len && !ref.segs[k].writable,
                    "readable segment %zu differs from reference", k);
@@ -622,8 +638,8 @@ class Harness {
       return;
     }
     if (r.error() == Error::NotReady) {
-      FUZZ_CHECK(mem_avail_idx() == last_avail_, "NotReady with avail idx %u != last_avail %u", mem_avail_idx(),
-                 last_avail_);
+      FUZZ_CHECK(mem_avail_idx() == last_avail_, "NotReady with avail idx %u != last_avail %u",
+                 mem_avail_idx(), last_avail_);
       check_writes(before, {avail_event_field()}, "pop (empty)");
       if (get16(avail_event_field().first) != before.u16(avail_event_field().first)) {
         FUZZ_CHECK(in_.event_idx && !suppressed_ && get16(avail_event_field().first) == last_avail_,
@@ -642,7 +658,8 @@ class Harness {
     virtio::fuzz::trace("fault: %s", virtio::emu::queue_fault_name(f));
     switch (f) {
       case QueueFault::AvailIdxJump:
-        FUZZ_CHECK(static_cast<std::uint16_t>(mem_avail_idx() - last_avail_) > n, "AvailIdxJump without a jump");
+        FUZZ_CHECK(static_cast<std::uint16_t>(mem_avail_idx() - last_avail_) > n,
+                   "AvailIdxJump without a jump");
         break;
       case QueueFault::TooManyInFlight:
         FUZZ_CHECK(in_use_ >= n, "TooManyInFlight with %u in use", in_use_);
@@ -651,14 +668,15 @@ class Harness {
         FUZZ_CHECK(expected_head >= n, "HeadOutOfRange for head %u", expected_head);
         break;
       case QueueFault::HeadInFlight:
-        FUZZ_CHECK(in_flight_.count(expected_head) == 1, "HeadInFlight for idle head %u", expected_head);
+        FUZZ_CHECK(in_flight_.count(expected_head) == 1, "HeadInFlight for idle head %u",
+                   expected_head);
         break;
       default: {
         FUZZ_CHECK(expected_head < n && !in_flight_.count(expected_head) && in_use_ < n,
                    "walk fault %s before the index rules passed", virtio::emu::queue_fault_name(f));
         const RefResult ref = ref_walk(before, l_.desc, n, in_.indirect, expected_head);
-        FUZZ_CHECK(ref.fault == f, "device fault %s, reference %s", virtio::emu::queue_fault_name(f),
-                   virtio::emu::queue_fault_name(ref.fault));
+        FUZZ_CHECK(ref.fault == f, "device fault %s, reference %s",
+                   virtio::emu::queue_fault_name(f), virtio::emu::queue_fault_name(ref.fault));
       }
     }
     broken_ = true;
@@ -673,8 +691,8 @@ class Harness {
     } else if (broken_) {
       FUZZ_CHECK(!r.has_value() && r.error() == Error::DeviceBroken, "push on a broken queue");
     } else if (it == in_flight_.end() || len > it->second) {
-      FUZZ_CHECK(!r.has_value() && r.error() == Error::InvalidParam, "push(%u, %u) of a head not in flight / too long accepted",
-                 head, len);
+      FUZZ_CHECK(!r.has_value() && r.error() == Error::InvalidParam,
+                 "push(%u, %u) of a head not in flight / too long accepted", head, len);
     } else {
       FUZZ_CHECK(r.has_value(), "valid push(%u, %u) refused", head, len);
     }
@@ -687,10 +705,11 @@ class Harness {
     check_writes(before, {{elem, 8}, {l_.used + ring::used_idx_offset(), 2}}, "push");
     ring::UsedElem e;
     std::memcpy(&e, host(elem), sizeof e);
-    FUZZ_CHECK(e.id.get() == head && e.len.get() == len, "used element {%u,%u} for push(%u,%u)", e.id.get(),
-               e.len.get(), head, len);
+    FUZZ_CHECK(e.id.get() == head && e.len.get() == len, "used element {%u,%u} for push(%u,%u)",
+               e.id.get(), e.len.get(), head, len);
     used_idx_ = static_cast<std::uint16_t>(used_idx_ + 1);
-    FUZZ_CHECK(get16(l_.used + ring::used_idx_offset()) == used_idx_, "used idx not advanced by one");
+    FUZZ_CHECK(get16(l_.used + ring::used_idx_offset()) == used_idx_,
+               "used idx not advanced by one");
     in_flight_.erase(it);
     --in_use_;
     pushed_since_ = true;
@@ -733,10 +752,12 @@ class Harness {
     suppressed_ = s;
     if (!in_.event_idx) {
       check_writes(before, {{l_.used + ring::used_flags_offset(), 2}}, "suppression");
-      FUZZ_CHECK(get16(l_.used + ring::used_flags_offset()) == (s ? ring::kUsedFNoNotify : 0), "used.flags wrong");
+      FUZZ_CHECK(get16(l_.used + ring::used_flags_offset()) == (s ? ring::kUsedFNoNotify : 0),
+                 "used.flags wrong");
     } else {
       check_writes(before, {avail_event_field()}, "suppression");
-      if (!s) FUZZ_CHECK(get16(avail_event_field().first) == last_avail_, "avail_event not re-armed");
+      if (!s)
+        FUZZ_CHECK(get16(avail_event_field().first) == last_avail_, "avail_event not re-armed");
     }
     const bool expect = !s && mem_avail_idx() != last_avail_;
     FUZZ_CHECK(pending == expect, "set_notify_suppression(%d) returned %d", s, pending);
@@ -748,7 +769,8 @@ class Harness {
         build_chain(op);
         break;
       case kWriteDesc: {
-        const PhysAddr t = op.table == 0 ? l_.desc : table_addr(static_cast<std::uint8_t>(op.table - 1));
+        const PhysAddr t =
+            op.table == 0 ? l_.desc : table_addr(static_cast<std::uint8_t>(op.table - 1));
         const std::uint32_t lim = op.table == 0 ? ring_n() : l_.table_entries;
         const PhysAddr addr = in_.big && op.addr >= kBase && op.addr < kBase + kSmallArena
                                   ? kBase + (op.addr - kBase) * (kBigArena / kSmallArena)
@@ -800,12 +822,14 @@ class Harness {
         break;
       }
       case kDriverFields:
-        put16(op.index == 0 ? l_.avail + ring::avail_flags_offset() : l_.avail + ring::used_event_offset(ring_n()),
+        put16(op.index == 0 ? l_.avail + ring::avail_flags_offset()
+                            : l_.avail + ring::used_event_offset(ring_n()),
               op.value);
         break;
       case kReset:
         dq_.reset();
-        FUZZ_CHECK(!dq_.configured() && !dq_.broken() && dq_.in_use() == 0, "reset() left state behind");
+        FUZZ_CHECK(!dq_.configured() && !dq_.broken() && dq_.in_use() == 0,
+                   "reset() left state behind");
         configure();
         break;
       case kPopAll:
@@ -826,11 +850,14 @@ class Harness {
   void check_state() {
     FUZZ_CHECK(dq_.broken() == broken_, "broken() %d, model %d", dq_.broken(), broken_);
     if (!configured_) return;
-    FUZZ_CHECK(dq_.in_use() == in_use_ && in_use_ <= l_.size, "in_use %u, model %u", dq_.in_use(), in_use_);
+    FUZZ_CHECK(dq_.in_use() == in_use_ && in_use_ <= l_.size, "in_use %u, model %u", dq_.in_use(),
+               in_use_);
     FUZZ_CHECK(dq_.stats().pops - dq_.stats().pushes == in_use_, "pops - pushes != in_use");
     FUZZ_CHECK(dq_.last_avail() == last_avail_ && dq_.used_idx() == used_idx_, "indices diverged");
-    FUZZ_CHECK(dq_.available() == static_cast<std::uint16_t>(mem_avail_idx() - last_avail_), "available() wrong");
-    for (const auto& [head, w] : in_flight_) FUZZ_CHECK(dq_.is_in_flight(head), "head %u lost", head);
+    FUZZ_CHECK(dq_.available() == static_cast<std::uint16_t>(mem_avail_idx() - last_avail_),
+               "available() wrong");
+    for (const auto& [head, w] : in_flight_)
+      FUZZ_CHECK(dq_.is_in_flight(head), "head %u lost", head);
   }
 
   const Input& in_;
@@ -885,8 +912,8 @@ Op push_raw(std::uint16_t head, std::uint32_t len) {
   op.push_len = len;
   return op;
 }
-Op desc(std::uint8_t table, std::uint16_t index, std::uint64_t addr, std::uint32_t len, std::uint16_t flags,
-        std::uint16_t next) {
+Op desc(std::uint8_t table, std::uint16_t index, std::uint64_t addr, std::uint32_t len,
+        std::uint16_t flags, std::uint16_t next) {
   Op op;
   op.kind = kWriteDesc;
   op.table = table;
@@ -909,17 +936,40 @@ std::vector<std::pair<std::string, Input>> seeds() {
   };
   {
     Input in = base(8, true, true);
-    in.ops = {chain(0, 1, 1), chain(2, 2, 0), chain(4, 0, 3), simple(kPopAll), simple(kPush, 1), simple(kInterrupt),
-              simple(kPushAll), simple(kInterrupt), simple(kPop), chain(0, 1, 1, true), simple(kPop),
-              simple(kPushAll), simple(kInterrupt), simple(kSuppress, 0, true), chain(1, 2, 2, true, kNone, 1),
-              simple(kSuppress, 0, false), simple(kPopAll), simple(kPushAll), simple(kAvailEvent)};
+    in.ops = {chain(0, 1, 1),
+              chain(2, 2, 0),
+              chain(4, 0, 3),
+              simple(kPopAll),
+              simple(kPush, 1),
+              simple(kInterrupt),
+              simple(kPushAll),
+              simple(kInterrupt),
+              simple(kPop),
+              chain(0, 1, 1, true),
+              simple(kPop),
+              simple(kPushAll),
+              simple(kInterrupt),
+              simple(kSuppress, 0, true),
+              chain(1, 2, 2, true, kNone, 1),
+              simple(kSuppress, 0, false),
+              simple(kPopAll),
+              simple(kPushAll),
+              simple(kAvailEvent)};
     out.emplace_back("valid-event-idx", in);
   }
   {
     Input in = base(16, false, true);
-    in.ops = {chain(3, 2, 2), simple(kDriverFields, 0), simple(kPop), simple(kPush, 0), simple(kInterrupt),
-              simple(kSuppress, 0, true), chain(7, 1, 0, true), simple(kPop), simple(kPush, 0),
-              simple(kInterrupt), simple(kSuppress, 0, false)};
+    in.ops = {chain(3, 2, 2),
+              simple(kDriverFields, 0),
+              simple(kPop),
+              simple(kPush, 0),
+              simple(kInterrupt),
+              simple(kSuppress, 0, true),
+              chain(7, 1, 0, true),
+              simple(kPop),
+              simple(kPush, 0),
+              simple(kInterrupt),
+              simple(kSuppress, 0, false)};
     out.emplace_back("valid-flags", in);
   }
   {
@@ -934,23 +984,28 @@ std::vector<std::pair<std::string, Input>> seeds() {
     out.emplace_back("wrap", in);
   }
   const std::pair<const char*, std::uint8_t> corruptions[] = {
-      {"zero-length", kZeroLen},           {"loop", kLoop},
-      {"next-out-of-range", kNextOutOfRange}, {"readable-after-writable", kWritableFirst},
+      {"zero-length", kZeroLen},
+      {"loop", kLoop},
+      {"next-out-of-range", kNextOutOfRange},
+      {"readable-after-writable", kWritableFirst},
       {"buffer-outside", kBufferOutside}};
   for (const auto& [name, c] : corruptions) {
     Input in = base(8, true, true);
     // A loop back to the head must not pass a writable descriptor first (that is another rule).
     const std::uint8_t w = c == kLoop ? 0 : 2;
-    in.ops = {chain(0, 1, 1), simple(kPop), simple(kPush, 0), chain(2, 2, w, false, c), simple(kPop), simple(kPop),
-              push_raw(0, 1)};
+    in.ops = {chain(0, 1, 1), simple(kPop), simple(kPush, 0), chain(2, 2, w, false, c),
+              simple(kPop),   simple(kPop), push_raw(0, 1)};
     out.emplace_back(std::string("direct-") + name, in);
     Input ind = base(8, true, true);
     ind.ops = {chain(1, 2, 2, true, c), simple(kPop), simple(kPop)};
     out.emplace_back(std::string("indirect-") + name, ind);
   }
   const std::pair<const char*, std::uint8_t> indirect_faults[] = {
-      {"nested", kNestedIndirect},       {"with-next", kIndirectWithNext}, {"bad-len", kIndirectBadLen},
-      {"table-outside", kIndirectOutside}, {"zero-len", kIndirectZeroLen}};
+      {"nested", kNestedIndirect},
+      {"with-next", kIndirectWithNext},
+      {"bad-len", kIndirectBadLen},
+      {"table-outside", kIndirectOutside},
+      {"zero-len", kIndirectZeroLen}};
   for (const auto& [name, c] : indirect_faults) {
     Input in = base(8, false, true);
     in.ops = {chain(5, 1, 2, true, c), simple(kPop)};
@@ -1023,7 +1078,8 @@ std::vector<std::pair<std::string, Input>> seeds() {
   }
   {
     Input in = base(8, true, true);
-    in.ops = {chain(0, 1, 1), simple(kPop), simple(kReset), chain(0, 1, 1), simple(kPop), push_raw(0, 0xffff'ffff),
+    in.ops = {chain(0, 1, 1),   simple(kPop),  simple(kReset),
+              chain(0, 1, 1),   simple(kPop),  push_raw(0, 0xffff'ffff),
               simple(kPush, 0), push_raw(3, 1)};
     out.emplace_back("reset-and-bad-pushes", in);
   }

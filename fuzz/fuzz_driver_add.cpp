@@ -74,17 +74,18 @@ class QuietModel final : public virtio::emu::DeviceModel {
  public:
   explicit QuietModel(std::uint16_t max)
       : DeviceModel(virtio::DeviceId::EntropySource,
-                    virtio::feature::kVersion1 | virtio::feature::kRingIndirectDesc | virtio::feature::kRingEventIdx,
+                    virtio::feature::kVersion1 | virtio::feature::kRingIndirectDesc |
+                        virtio::feature::kRingEventIdx,
                     1, max, 0) {}
 };
 
 enum OpKind : std::uint8_t {
   kAdd,
-  kDevicePop,     // the device pops (validates) everything published
-  kDeviceDone,    // the device completes one in-flight chain
+  kDevicePop,   // the device pops (validates) everything published
+  kDeviceDone,  // the device completes one in-flight chain
   kDriverPop,
   kShouldNotify,
-  kSuppress,      // device: notification suppression on/off
+  kSuppress,  // device: notification suppression on/off
   kReset,
   kOpKinds,
 };
@@ -165,7 +166,8 @@ class Harness {
     pool_pa_ = *pa;
     pool_ = mem_.host_base() + (*pa - kBase);
     dq_.set_fault_callback([](virtio::emu::QueueFault f) {
-      FUZZ_CHECK(false, "the device-side validator rejected a driver chain: %s", virtio::emu::queue_fault_name(f));
+      FUZZ_CHECK(false, "the device-side validator rejected a driver chain: %s",
+                 virtio::emu::queue_fault_name(f));
     });
   }
   ~Harness() {
@@ -184,14 +186,15 @@ class Harness {
     for (const Op& op : in_.ops) {
       step(op);
       FUZZ_CHECK(!dq_.broken(), "device queue broken");
-      FUZZ_CHECK(queue_->outstanding() == outstanding_.size(), "outstanding %u, model %zu", queue_->outstanding(),
-                 outstanding_.size());
-      FUZZ_CHECK(mem_.stats().shares_live == live_buffers(), "shares %zu, buffers %zu", mem_.stats().shares_live,
-                 live_buffers());
+      FUZZ_CHECK(queue_->outstanding() == outstanding_.size(), "outstanding %u, model %zu",
+                 queue_->outstanding(), outstanding_.size());
+      FUZZ_CHECK(mem_.stats().shares_live == live_buffers(), "shares %zu, buffers %zu",
+                 mem_.stats().shares_live, live_buffers());
     }
     reset(false);
     queue_.reset();
-    FUZZ_CHECK(mem_.stats().shares_live == 0 && mem_.stats().dma_allocations == 0, "leak at the end");
+    FUZZ_CHECK(mem_.stats().shares_live == 0 && mem_.stats().dma_allocations == 0,
+               "leak at the end");
   }
 
  private:
@@ -215,11 +218,13 @@ class Harness {
     FUZZ_CHECK(virtio::finish_init(*transport_).has_value(), "finish_init");
     // The device side of the same rings, as TestDevice would configure it at DRIVER_OK.
     QueueConfig cfg = *model_.queue(0);
-    FUZZ_CHECK(cfg.ready && cfg.desc == queue_->desc_paddr() && cfg.driver == queue_->avail_paddr() &&
-                   cfg.device == queue_->used_paddr() && cfg.size == queue_->size(),
+    FUZZ_CHECK(cfg.ready && cfg.desc == queue_->desc_paddr() &&
+                   cfg.driver == queue_->avail_paddr() && cfg.device == queue_->used_paddr() &&
+                   cfg.size == queue_->size(),
                "the transport programmed other rings than the queue's");
     auto c = dq_.configure(&mem_, cfg, event_idx_, indirect_);
-    FUZZ_CHECK(c.has_value(), "the device refused the driver's rings: %s", c.has_value() ? "" : virtio::error_name(c.error()));
+    FUZZ_CHECK(c.has_value(), "the device refused the driver's rings: %s",
+               c.has_value() ? "" : virtio::error_name(c.error()));
     device_waiting_ = false;
     adds_since_arm_ = false;
     return true;
@@ -249,7 +254,8 @@ class Harness {
 
   void add(const Op& op) {
     const std::uint8_t n_in = std::min<std::uint8_t>(op.n_in, 2 * kSize);
-    const std::uint8_t n_out = std::min<std::uint8_t>(op.n_out, static_cast<std::uint8_t>(2 * kSize - n_in));
+    const std::uint8_t n_out =
+        std::min<std::uint8_t>(op.n_out, static_cast<std::uint8_t>(2 * kSize - n_in));
     const std::size_t count = std::size_t{n_in} + n_out;
     Request r;
     std::vector<std::span<const std::uint8_t>> ins;
@@ -260,7 +266,8 @@ class Harness {
       const auto slot = take_slot();
       FUZZ_CHECK(slot.has_value(), "harness: slots");
       std::uint8_t* p = pool_ + *slot * kSlot;
-      std::size_t len = std::min<std::size_t>(kSlot, std::size_t{op.len} + (op.shape & 0x3f) * k % 97);
+      std::size_t len =
+          std::min<std::size_t>(kSlot, std::size_t{op.len} + (op.shape & 0x3f) * k % 97);
       if (op.len == 0) len = 0;
       if ((op.shape & 0x40) && k == count / 2) len = 0;
       if ((op.shape & 0x80) && k == count / 2) {
@@ -293,13 +300,15 @@ class Harness {
     if (!res.has_value()) {
       // A lawful but unshareable span (2^31 bytes of a 256-byte slot) can only fail in share.
       const bool unshareable = !expect && (op.shape & 0x80) && res.error() == Error::DmaError;
-      FUZZ_CHECK(unshareable || (expect.has_value() && res.error() == *expect), "add() error %s, expected %s",
-                 virtio::error_name(res.error()), expect ? virtio::error_name(*expect) : "success");
+      FUZZ_CHECK(unshareable || (expect.has_value() && res.error() == *expect),
+                 "add() error %s, expected %s", virtio::error_name(res.error()),
+                 expect ? virtio::error_name(*expect) : "success");
       FUZZ_CHECK(mem_.stats().shares_live == shares, "a refused add left buffers shared");
       release(r);
       return;
     }
-    FUZZ_CHECK(!expect, "add() accepted a request that must fail with %s", virtio::error_name(*expect));
+    FUZZ_CHECK(!expect, "add() accepted a request that must fail with %s",
+               virtio::error_name(*expect));
     FUZZ_CHECK(!outstanding_.count(*res), "token %u handed out twice", *res);
     outstanding_.emplace(*res, std::move(r));
     adds_since_arm_ = true;
@@ -318,23 +327,28 @@ class Harness {
       }
       device_waiting_ = false;
       auto it = outstanding_.find(c->head);
-      FUZZ_CHECK(it != outstanding_.end() && !it->second.popped, "the device found head %u, which the driver did not post",
-                 c->head);
+      FUZZ_CHECK(it != outstanding_.end() && !it->second.popped,
+                 "the device found head %u, which the driver did not post", c->head);
       Request& r = it->second;
       r.popped = true;
       std::size_t k = 0;
       for (const auto& seg : c->readable) {
-        FUZZ_CHECK(k < r.bufs.size() && !r.bufs[k].writable, "readable segment %zu is not an input", k);
-        FUZZ_CHECK(seg.len == r.bufs[k].len && seg.host == r.bufs[k].ptr, "readable segment %zu is not the posted buffer", k);
+        FUZZ_CHECK(k < r.bufs.size() && !r.bufs[k].writable, "readable segment %zu is not an input",
+                   k);
+        FUZZ_CHECK(seg.len == r.bufs[k].len && seg.host == r.bufs[k].ptr,
+                   "readable segment %zu is not the posted buffer", k);
         ++k;
       }
       for (const auto& seg : c->writable) {
-        FUZZ_CHECK(k < r.bufs.size() && r.bufs[k].writable, "writable segment %zu is not an output", k);
-        FUZZ_CHECK(seg.len == r.bufs[k].len && seg.host == r.bufs[k].ptr, "writable segment %zu is not the posted buffer", k);
+        FUZZ_CHECK(k < r.bufs.size() && r.bufs[k].writable, "writable segment %zu is not an output",
+                   k);
+        FUZZ_CHECK(seg.len == r.bufs[k].len && seg.host == r.bufs[k].ptr,
+                   "writable segment %zu is not the posted buffer", k);
         ++k;
       }
       FUZZ_CHECK(k == r.bufs.size(), "chain of %zu segments for %zu buffers", k, r.bufs.size());
-      FUZZ_CHECK(c->indirect == (indirect_ && r.bufs.size() > 1), "indirect %d for %zu buffers", c->indirect, r.bufs.size());
+      FUZZ_CHECK(c->indirect == (indirect_ && r.bufs.size() > 1), "indirect %d for %zu buffers",
+                 c->indirect, r.bufs.size());
       in_device_.push_back(c->head);
     }
     FUZZ_CHECK(false, "the device popped more chains than the queue holds");
@@ -346,7 +360,8 @@ class Harness {
     const std::uint16_t head = in_device_[at];
     in_device_.erase(in_device_.begin() + static_cast<long>(at));
     const Request& r = outstanding_.at(head);
-    const auto len = static_cast<std::uint32_t>(r.writable == 0 ? 0 : op.used_len % (r.writable + 1));
+    const auto len =
+        static_cast<std::uint32_t>(r.writable == 0 ? 0 : op.used_len % (r.writable + 1));
     auto p = dq_.push(head, len);
     FUZZ_CHECK(p.has_value(), "device push refused");
     completions_.emplace_back(head, len);
@@ -360,8 +375,10 @@ class Harness {
     }
     const auto [head, len] = completions_.front();
     completions_.erase(completions_.begin());
-    FUZZ_CHECK(u.has_value(), "a completion was refused: %s", u.has_value() ? "" : virtio::error_name(u.error()));
-    FUZZ_CHECK(u->token == head && u->len == len, "pop {%u,%u}, device pushed {%u,%u}", u->token, u->len, head, len);
+    FUZZ_CHECK(u.has_value(), "a completion was refused: %s",
+               u.has_value() ? "" : virtio::error_name(u.error()));
+    FUZZ_CHECK(u->token == head && u->len == len, "pop {%u,%u}, device pushed {%u,%u}", u->token,
+               u->len, head, len);
     auto it = outstanding_.find(head);
     release(it->second);
     outstanding_.erase(it);
@@ -370,7 +387,9 @@ class Harness {
   void should_notify() {
     const bool got = queue_->should_notify();
     if (device_waiting_ && adds_since_arm_) {
-      FUZZ_CHECK(got, "lost wakeup: the device waits for a notification and the driver skipped it (§2.7.10)");
+      FUZZ_CHECK(
+          got,
+          "lost wakeup: the device waits for a notification and the driver skipped it (§2.7.10)");
       device_waiting_ = false;  // kicked: the device will pop
     }
   }
@@ -487,17 +506,40 @@ std::vector<std::pair<std::string, Input>> seeds() {
     Input in;
     in.indirect = v & 1;
     in.event_idx = v & 2;
-    in.ops = {op_of(kDevicePop),  add_op(1, 1),          add_op(2, 3),       add_op(0, 1),      op_of(kShouldNotify),
-              op_of(kDevicePop),  op_of(kDeviceDone, 1, 7), op_of(kDeviceDone, 0, 1000), op_of(kDriverPop),
-              op_of(kDriverPop),  add_op(8, 0),          add_op(3, 3),       op_of(kShouldNotify), op_of(kDevicePop),
-              op_of(kDeviceDone), op_of(kDeviceDone),    op_of(kDeviceDone), op_of(kDriverPop), op_of(kDriverPop),
-              op_of(kDriverPop),  op_of(kSuppress, 0, 0, true), add_op(1, 1), op_of(kShouldNotify),
-              op_of(kSuppress, 0, 0, false), op_of(kReset), add_op(1, 1), op_of(kShouldNotify), op_of(kDevicePop)};
+    in.ops = {op_of(kDevicePop),
+              add_op(1, 1),
+              add_op(2, 3),
+              add_op(0, 1),
+              op_of(kShouldNotify),
+              op_of(kDevicePop),
+              op_of(kDeviceDone, 1, 7),
+              op_of(kDeviceDone, 0, 1000),
+              op_of(kDriverPop),
+              op_of(kDriverPop),
+              add_op(8, 0),
+              add_op(3, 3),
+              op_of(kShouldNotify),
+              op_of(kDevicePop),
+              op_of(kDeviceDone),
+              op_of(kDeviceDone),
+              op_of(kDeviceDone),
+              op_of(kDriverPop),
+              op_of(kDriverPop),
+              op_of(kDriverPop),
+              op_of(kSuppress, 0, 0, true),
+              add_op(1, 1),
+              op_of(kShouldNotify),
+              op_of(kSuppress, 0, 0, false),
+              op_of(kReset),
+              add_op(1, 1),
+              op_of(kShouldNotify),
+              op_of(kDevicePop)};
     out.emplace_back("valid-" + std::to_string(v), in);
   }
   {
     Input in;
-    in.ops = {add_op(0, 0), add_op(1, 1, 0), add_op(2, 2, 32, 0x40), add_op(9, 0), add_op(65, 0), add_op(1, 0, 32, 0x80),
+    in.ops = {add_op(0, 0),           add_op(1, 1, 0), add_op(2, 2, 32, 0x40),
+              add_op(9, 0),           add_op(65, 0),   add_op(1, 0, 32, 0x80),
               add_op(2, 2, 33, 0x80), add_op(4, 4, 1), op_of(kDevicePop)};
     out.emplace_back("refusals", in);
   }
@@ -507,7 +549,8 @@ std::vector<std::pair<std::string, Input>> seeds() {
     in.max = 8;
     for (int i = 0; i < 5; ++i) in.ops.push_back(add_op(1, 1));
     in.ops.push_back(op_of(kDevicePop));
-    for (int i = 0; i < 5; ++i) in.ops.push_back(op_of(kDeviceDone, static_cast<std::uint16_t>(i * 3), 5));
+    for (int i = 0; i < 5; ++i)
+      in.ops.push_back(op_of(kDeviceDone, static_cast<std::uint16_t>(i * 3), 5));
     for (int i = 0; i < 5; ++i) in.ops.push_back(op_of(kDriverPop));
     in.ops.push_back(add_op(4, 4));
     in.ops.push_back(add_op(4, 4));
@@ -516,7 +559,8 @@ std::vector<std::pair<std::string, Input>> seeds() {
   {
     Input in;
     in.max = 100;
-    in.ops = {add_op(1, 1), op_of(kDevicePop), op_of(kDeviceDone), op_of(kDriverPop), op_of(kReset), add_op(2, 2)};
+    in.ops = {add_op(1, 1),      op_of(kDevicePop), op_of(kDeviceDone),
+              op_of(kDriverPop), op_of(kReset),     add_op(2, 2)};
     out.emplace_back("odd-max", in);
   }
   return out;

@@ -80,13 +80,13 @@ struct Op {
 
 struct Input {
   std::uint16_t knobs = 0;
-  std::uint8_t at = 0;              // command index for the per-command knobs
+  std::uint8_t at = 0;  // command index for the per-command knobs
   std::uint32_t error_type = gpu::resp::kErrUnspec;
   std::uint32_t error_on_type = gpu::cmd::kResourceCreate2d;
   std::uint32_t short_len = 8;
   std::uint32_t num_scanouts = 1;
   std::uint32_t edid_size = 2000;
-  std::uint32_t rect = 0;           // garbage display info: every field
+  std::uint32_t rect = 0;                 // garbage display info: every field
   std::uint32_t width = 64, height = 48;  // the monitor's mode
   std::vector<Op> ops;
 };
@@ -170,37 +170,39 @@ class Harness {
     }
     gpu_ = std::make_unique<Gpu>(std::move(*g));
     gpu_->set_poll_limit(4096);
-    FUZZ_CHECK(gpu_->num_scanouts() >= 1 && gpu_->num_scanouts() <= gpu::kMaxScanouts, "num_scanouts %u",
-               gpu_->num_scanouts());
+    FUZZ_CHECK(gpu_->num_scanouts() >= 1 && gpu_->num_scanouts() <= gpu::kMaxScanouts,
+               "num_scanouts %u", gpu_->num_scanouts());
     for (const Op& op : in_.ops) step(op);
     const bool healthy = !gpu_->broken();
     const bool errors_injected = (in_.knobs & (1 | 2)) != 0;
     auto s = gpu_->shutdown();
     if (healthy && s.has_value() && !errors_injected) {
-      FUZZ_CHECK(dev_->live_resources() == 0 && dev_->live_backing_entries() == 0 && dev_->hostmem_used() == 0,
-                 "shutdown left %zu resources / %zu backing entries on the device", dev_->live_resources(),
-                 dev_->live_backing_entries());
+      FUZZ_CHECK(dev_->live_resources() == 0 && dev_->live_backing_entries() == 0 &&
+                     dev_->hostmem_used() == 0,
+                 "shutdown left %zu resources / %zu backing entries on the device",
+                 dev_->live_resources(), dev_->live_backing_entries());
     }
     gpu_.reset();
     const auto m = mem_.stats();
-    FUZZ_CHECK(m.pages_allocated == 0 && m.shares_live == 0 && m.dma_allocations == 0, "leak: %zu pages, %zu shares",
-               m.pages_allocated, m.shares_live);
+    FUZZ_CHECK(m.pages_allocated == 0 && m.shares_live == 0 && m.dma_allocations == 0,
+               "leak: %zu pages, %zu shares", m.pages_allocated, m.shares_live);
   }
 
  private:
   void check(const virtio::Result<void>& r, const char* what) {
     if (r.has_value()) return;
     const Error e = r.error();
-    FUZZ_CHECK(e == Error::DmaError || e == Error::InvalidParam || e == Error::IoError || e == Error::DeviceBroken ||
-                   e == Error::Timeout || e == Error::DeviceNeedsReset || e == Error::Unsupported ||
-                   e == Error::QueueFull,
+    FUZZ_CHECK(e == Error::DmaError || e == Error::InvalidParam || e == Error::IoError ||
+                   e == Error::DeviceBroken || e == Error::Timeout ||
+                   e == Error::DeviceNeedsReset || e == Error::Unsupported || e == Error::QueueFull,
                "%s: untyped error %s", what, virtio::error_name(e));
     const auto t = gpu_->last_response_type();
     if (e == Error::DmaError && !gpu_->broken()) {
       // From ERR_OUT_OF_MEMORY, or a local allocation failure (the framebuffer backing).
       (void)t;
     }
-    if (e == Error::DeviceBroken) FUZZ_CHECK(gpu_->broken(), "%s: DeviceBroken from a live driver", what);
+    if (e == Error::DeviceBroken)
+      FUZZ_CHECK(gpu_->broken(), "%s: DeviceBroken from a live driver", what);
   }
   template <class T>
   void check(const virtio::Result<T>& r, const char* what) {
@@ -217,16 +219,18 @@ class Harness {
         auto r = g.get_display_info();
         check(r, "get_display_info");
         if (r.has_value()) {
-          FUZZ_CHECK(r->num_scanouts >= 1 && r->num_scanouts <= gpu::kMaxScanouts, "display info for %u scanouts",
-                     r->num_scanouts);
+          FUZZ_CHECK(r->num_scanouts >= 1 && r->num_scanouts <= gpu::kMaxScanouts,
+                     "display info for %u scanouts", r->num_scanouts);
           for (std::uint32_t i = r->num_scanouts; i < gpu::kMaxScanouts; ++i) {
             FUZZ_CHECK(!r->modes[i].enabled, "scanout %u beyond num_scanouts enabled", i);
           }
           for (std::uint32_t i = 0; i < r->num_scanouts; ++i) {
             if (r->modes[i].enabled) {
-              FUZZ_CHECK(r->modes[i].rect.width >= 1 && r->modes[i].rect.width <= Gpu::kMaxDimension &&
-                             r->modes[i].rect.height >= 1 && r->modes[i].rect.height <= Gpu::kMaxDimension,
-                         "enabled scanout %u with a %ux%u mode", i, r->modes[i].rect.width, r->modes[i].rect.height);
+              FUZZ_CHECK(
+                  r->modes[i].rect.width >= 1 && r->modes[i].rect.width <= Gpu::kMaxDimension &&
+                      r->modes[i].rect.height >= 1 && r->modes[i].rect.height <= Gpu::kMaxDimension,
+                  "enabled scanout %u with a %ux%u mode", i, r->modes[i].rect.width,
+                  r->modes[i].rect.height);
             }
           }
         }
@@ -259,8 +263,8 @@ class Harness {
         auto r = g.setup_framebuffer();
         check(r, "setup_framebuffer");
         if (r.has_value()) {
-          FUZZ_CHECK(r->size() == std::size_t{g.width()} * g.height() * 4, "framebuffer of %zu bytes for %ux%u",
-                     r->size(), g.width(), g.height());
+          FUZZ_CHECK(r->size() == std::size_t{g.width()} * g.height() * 4,
+                     "framebuffer of %zu bytes for %ux%u", r->size(), g.width(), g.height());
         }
         break;
       }
@@ -268,8 +272,9 @@ class Harness {
         auto r = g.change_resolution(op.a, op.b);
         check(r, "change_resolution");
         if (r.has_value()) {
-          FUZZ_CHECK(g.width() == op.a && g.height() == op.b && r->size() == std::size_t{op.a} * op.b * 4,
-                     "change_resolution(%u, %u) gave %ux%u", op.a, op.b, g.width(), g.height());
+          FUZZ_CHECK(
+              g.width() == op.a && g.height() == op.b && r->size() == std::size_t{op.a} * op.b * 4,
+              "change_resolution(%u, %u) gave %ux%u", op.a, op.b, g.width(), g.height());
         }
         break;
       }
@@ -291,8 +296,8 @@ class Harness {
         check(g.hide_cursor(), "hide_cursor");
         break;
       case kDisplayChange:
-        dev_->set_display_mode(op.a % 2, std::clamp<std::uint32_t>(op.b, 1, 256), std::clamp<std::uint32_t>(op.c, 1, 256),
-                               op.d & 1);
+        dev_->set_display_mode(op.a % 2, std::clamp<std::uint32_t>(op.b, 1, 256),
+                               std::clamp<std::uint32_t>(op.c, 1, 256), op.d & 1);
         (void)g.ack_interrupt();
         check(g.handle_config_change(), "handle_config_change");
         (void)g.take_display_changed();
@@ -302,7 +307,8 @@ class Harness {
         break;
     }
     if (was_broken) FUZZ_CHECK(g.broken(), "a broken driver came back without a reset");
-    FUZZ_CHECK(g.num_scanouts() >= 1 && g.num_scanouts() <= gpu::kMaxScanouts, "num_scanouts %u", g.num_scanouts());
+    FUZZ_CHECK(g.num_scanouts() >= 1 && g.num_scanouts() <= gpu::kMaxScanouts, "num_scanouts %u",
+               g.num_scanouts());
   }
 
   const Input& in_;
@@ -319,7 +325,8 @@ void run(const Input& in) {
   h.run();
 }
 
-Op op_of(std::uint8_t kind, std::uint32_t a = 32, std::uint32_t b = 24, std::uint32_t c = 8, std::uint32_t d = 8) {
+Op op_of(std::uint8_t kind, std::uint32_t a = 32, std::uint32_t b = 24, std::uint32_t c = 8,
+         std::uint32_t d = 8) {
   Op op;
   op.kind = kind;
   op.a = a;
@@ -331,20 +338,31 @@ Op op_of(std::uint8_t kind, std::uint32_t a = 32, std::uint32_t b = 24, std::uin
 
 std::vector<std::pair<std::string, Input>> seeds() {
   std::vector<std::pair<std::string, Input>> out;
-  const std::vector<Op> all = {op_of(kDisplayInfo), op_of(kResolution), op_of(kEdid), op_of(kSetupFb), op_of(kFlush),
-                               op_of(kFlushRect, 1, 1, 8, 8), op_of(kFlushRect, 60, 40, 10, 10), op_of(kCursor),
-                               op_of(kMoveCursor, 5, 5), op_of(kHideCursor), op_of(kChangeRes, 40, 30),
-                               op_of(kDisplayChange, 0, 100, 80, 1), op_of(kResolution), op_of(kFlush), op_of(kShutdown),
+  const std::vector<Op> all = {op_of(kDisplayInfo),
+                               op_of(kResolution),
+                               op_of(kEdid),
+                               op_of(kSetupFb),
+                               op_of(kFlush),
+                               op_of(kFlushRect, 1, 1, 8, 8),
+                               op_of(kFlushRect, 60, 40, 10, 10),
+                               op_of(kCursor),
+                               op_of(kMoveCursor, 5, 5),
+                               op_of(kHideCursor),
+                               op_of(kChangeRes, 40, 30),
+                               op_of(kDisplayChange, 0, 100, 80, 1),
+                               op_of(kResolution),
+                               op_of(kFlush),
+                               op_of(kShutdown),
                                op_of(kSetupFb)};
   {
     Input in;
     in.ops = all;
     out.emplace_back("clean", in);
   }
-  const std::pair<const char*, std::uint16_t> knobs[] = {{"error-on-command", 1}, {"error-on-create", 2},
-                                                         {"wrong-type", 4},       {"short-response", 8},
-                                                         {"num-scanouts", 16},    {"edid-huge", 32},
-                                                         {"no-fence", 64},        {"garbage-display-info", 128}};
+  const std::pair<const char*, std::uint16_t> knobs[] = {
+      {"error-on-command", 1}, {"error-on-create", 2},       {"wrong-type", 4},
+      {"short-response", 8},   {"num-scanouts", 16},         {"edid-huge", 32},
+      {"no-fence", 64},        {"garbage-display-info", 128}};
   for (const auto& [name, k] : knobs) {
     Input in;
     in.knobs = k;

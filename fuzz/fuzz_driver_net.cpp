@@ -67,7 +67,7 @@ struct Op {
 };
 
 struct Input {
-  std::uint16_t knobs = 0;  // bit per NetFaults field
+  std::uint16_t knobs = 0;   // bit per NetFaults field
   std::uint8_t only = 0xff;  // frame index the knobs apply to (0xff: all)
   std::uint32_t truncate = 0, beyond = 0, used_id = 0;
   std::uint16_t num_buffers = 0, csum = 0;
@@ -96,7 +96,9 @@ constexpr auto schema = [](auto& io, Input& in) {
 class Harness {
  public:
   explicit Harness(const Input& in)
-      : in_(in), mem_(virtio::fuzz::fresh_arena(kBase, kArena)), regs_(&dev_, virtio::MmioVersion::Modern),
+      : in_(in),
+        mem_(virtio::fuzz::fresh_arena(kBase, kArena)),
+        regs_(&dev_, virtio::MmioVersion::Modern),
         hal_(&mem_, &bus_) {
     dev_.attach_memory(&mem_);
     bus_.map(kMmio, virtio::emu::MmioDevice::kWindowSize, &regs_);
@@ -130,8 +132,8 @@ class Harness {
     recover();
     net_.reset();
     const auto s = mem_.stats();
-    FUZZ_CHECK(s.pages_allocated == 0 && s.shares_live == 0, "leak: %zu pages, %zu shares", s.pages_allocated,
-               s.shares_live);
+    FUZZ_CHECK(s.pages_allocated == 0 && s.shares_live == 0, "leak: %zu pages, %zu shares",
+               s.pages_allocated, s.shares_live);
   }
 
  private:
@@ -153,13 +155,14 @@ class Harness {
     const std::size_t hdr = net_->header_len();
     b.data.assign(hdr + op.len, 0);
     FUZZ_CHECK(net_->fill_buffer_header(b.data).has_value(), "header");
-    for (std::size_t i = 0; i < op.len; ++i) b.data[hdr + i] = static_cast<std::uint8_t>(op.seed + i * 3);
+    for (std::size_t i = 0; i < op.len; ++i)
+      b.data[hdr + i] = static_cast<std::uint8_t>(op.seed + i * 3);
     auto r = net_->transmit_begin(b.data);
     if (!r.has_value()) {
       const bool bad_len = op.len < net::kEthHeaderLen || op.len > net_->max_frame_len();
       FUZZ_CHECK(r.error() == (bad_len ? Error::InvalidParam : r.error()), "transmit error");
-      FUZZ_CHECK(bad_len || r.error() == Error::QueueFull || r.error() == Error::DeviceBroken, "transmit failed: %s",
-                 virtio::error_name(r.error()));
+      FUZZ_CHECK(bad_len || r.error() == Error::QueueFull || r.error() == Error::DeviceBroken,
+                 "transmit failed: %s", virtio::error_name(r.error()));
       return;
     }
     FUZZ_CHECK(!tx_.count(*r), "TX token %u twice", *r);
@@ -172,7 +175,8 @@ class Harness {
     b.data.assign(std::max<std::size_t>(net::kMinRxBufferLen, op.len), 0xee);
     auto r = net_->receive_begin(b.data);
     if (!r.has_value()) {
-      FUZZ_CHECK(r.error() == Error::QueueFull || r.error() == Error::DeviceBroken || r.error() == Error::InvalidParam,
+      FUZZ_CHECK(r.error() == Error::QueueFull || r.error() == Error::DeviceBroken ||
+                     r.error() == Error::InvalidParam,
                  "receive_begin failed: %s", virtio::error_name(r.error()));
       return;
     }
@@ -184,9 +188,10 @@ class Harness {
     const auto stats_before = net_->stats();
     auto u = net_->pop_receive();
     if (!u.has_value()) {
-      FUZZ_CHECK(u.error() == Error::NotReady || u.error() == Error::DeviceBroken, "pop_receive: %s",
-                 virtio::error_name(u.error()));
-      if (u.error() == Error::DeviceBroken) FUZZ_CHECK(net_->broken(), "DeviceBroken without a broken queue");
+      FUZZ_CHECK(u.error() == Error::NotReady || u.error() == Error::DeviceBroken,
+                 "pop_receive: %s", virtio::error_name(u.error()));
+      if (u.error() == Error::DeviceBroken)
+        FUZZ_CHECK(net_->broken(), "DeviceBroken without a broken queue");
       return;
     }
     auto it = rx_.find(u->token);
@@ -209,11 +214,14 @@ class Harness {
     if (!p.has_value()) {
       FUZZ_CHECK(p.error() == Error::IoError, "check_rx error %s", virtio::error_name(p.error()));
       const auto s = net_->stats();
-      const auto total = [](const virtio::NetRawStats& x) { return x.rx_short + x.rx_num_buffers + x.rx_gso + x.rx_csum; };
+      const auto total = [](const virtio::NetRawStats& x) {
+        return x.rx_short + x.rx_num_buffers + x.rx_gso + x.rx_csum;
+      };
       FUZZ_CHECK(total(s) == total(stats_before) + 1, "a refused packet was not counted once");
       return;
     }
-    FUZZ_CHECK(p->hdr_len == hdr && p->pkt_len == len - hdr, "RxPacket {%zu, %zu} for len %u", p->hdr_len, p->pkt_len, len);
+    FUZZ_CHECK(p->hdr_len == hdr && p->pkt_len == len - hdr, "RxPacket {%zu, %zu} for len %u",
+               p->hdr_len, p->pkt_len, len);
     // Loopback: an accepted packet is a frame that was sent, in order (frames may be lost in
     // between: drops and refusals).
     bool found = false;
@@ -225,8 +233,8 @@ class Harness {
         break;
       }
     }
-    FUZZ_CHECK(found || truncating(), "received a %zu-byte packet that was never sent (knobs %#x)", p->pkt_len,
-               in_.knobs);
+    FUZZ_CHECK(found || truncating(), "received a %zu-byte packet that was never sent (knobs %#x)",
+               p->pkt_len, in_.knobs);
   }
   // The device may misreport the length (truncate / beyond the buffer) or the buffer (used
   // id): a well-formed completion then need not hold exactly a sent frame.
@@ -235,8 +243,8 @@ class Harness {
   void tx_done() {
     auto u = net_->pop_transmit();
     if (!u.has_value()) {
-      FUZZ_CHECK(u.error() == Error::NotReady || u.error() == Error::DeviceBroken, "pop_transmit: %s",
-                 virtio::error_name(u.error()));
+      FUZZ_CHECK(u.error() == Error::NotReady || u.error() == Error::DeviceBroken,
+                 "pop_transmit: %s", virtio::error_name(u.error()));
       return;
     }
     FUZZ_CHECK(u->len == 0, "TX completion len %u", u->len);
@@ -303,19 +311,20 @@ Op op_of(std::uint8_t kind, std::uint16_t len = 60, std::uint8_t seed = 1) {
 
 std::vector<std::pair<std::string, Input>> seeds() {
   std::vector<std::pair<std::string, Input>> out;
-  const std::vector<Op> loop = {op_of(kPostRx, 1526), op_of(kPostRx, 2000), op_of(kTx, 60), op_of(kTx, 1514, 2),
-                                op_of(kRx),           op_of(kRx),           op_of(kTxDone), op_of(kTxDone),
-                                op_of(kTx, 13),       op_of(kTx, 1515),     op_of(kPostRx, 100), op_of(kPostRx, 1526),
-                                op_of(kTx, 100, 3),   op_of(kRx),           op_of(kRecover), op_of(kPostRx, 1526),
-                                op_of(kTx, 64, 4),    op_of(kRx),           op_of(kTxDone)};
+  const std::vector<Op> loop = {
+      op_of(kPostRx, 1526), op_of(kPostRx, 2000), op_of(kTx, 60),      op_of(kTx, 1514, 2),
+      op_of(kRx),           op_of(kRx),           op_of(kTxDone),      op_of(kTxDone),
+      op_of(kTx, 13),       op_of(kTx, 1515),     op_of(kPostRx, 100), op_of(kPostRx, 1526),
+      op_of(kTx, 100, 3),   op_of(kRx),           op_of(kRecover),     op_of(kPostRx, 1526),
+      op_of(kTx, 64, 4),    op_of(kRx),           op_of(kTxDone)};
   {
     Input in;
     in.ops = loop;
     out.emplace_back("clean", in);
   }
-  const std::pair<const char*, std::uint16_t> knobs[] = {{"truncate", 1}, {"num-buffers", 2}, {"needs-csum", 4},
-                                                         {"gso", 8},      {"csum-fields", 16 | 32},
-                                                         {"len-beyond", 64}, {"used-id", 128}, {"drop", 256}};
+  const std::pair<const char*, std::uint16_t> knobs[] = {
+      {"truncate", 1},          {"num-buffers", 2}, {"needs-csum", 4}, {"gso", 8},
+      {"csum-fields", 16 | 32}, {"len-beyond", 64}, {"used-id", 128},  {"drop", 256}};
   for (const auto& [name, k] : knobs) {
     Input in;
     in.knobs = k;

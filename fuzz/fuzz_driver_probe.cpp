@@ -86,7 +86,14 @@ constexpr std::uint64_t kAccessBound = 1'000'000;
 
 // --- R2: the scripted MMIO device ---------------------------------------------------------------
 
-enum StatusMode : std::uint8_t { kEcho, kDropFeaturesOk, kNeedsResetAtDriverOk, kNeverReset, kScripted, kStatusModes };
+enum StatusMode : std::uint8_t {
+  kEcho,
+  kDropFeaturesOk,
+  kNeedsResetAtDriverOk,
+  kNeverReset,
+  kScripted,
+  kStatusModes
+};
 enum GenMode : std::uint8_t { kStable, kChangesEveryRead, kGenScripted, kGenModes };
 
 struct MmioSpec {
@@ -105,7 +112,7 @@ struct MmioSpec {
   std::uint32_t isr = 1;
   std::vector<std::uint8_t> config;
   std::uint64_t supported = ~std::uint64_t{0};  // what the driver asks for
-  std::vector<std::uint8_t> reads;  // config reads: (offset << 2 | width code) pairs
+  std::vector<std::uint8_t> reads;              // config reads: (offset << 2 | width code) pairs
 };
 
 class ScriptedMmio final : public RegisterHandler {
@@ -123,7 +130,8 @@ class ScriptedMmio final : public RegisterHandler {
       }
       return v;
     }
-    FUZZ_CHECK(width == 4 && off % 4 == 0, "the driver made a %u-byte control read at %#llx (§4.2.2.2)", width,
+    FUZZ_CHECK(width == 4 && off % 4 == 0,
+               "the driver made a %u-byte control read at %#llx (§4.2.2.2)", width,
                static_cast<unsigned long long>(off));
     const std::uint32_t q = queue_sel < 2 ? queue_sel : 2;
     switch (off) {
@@ -159,7 +167,8 @@ class ScriptedMmio final : public RegisterHandler {
   void write(std::uint64_t off, unsigned width, std::uint32_t v) override {
     ++accesses;
     if (off >= mmio::kConfig) return;
-    FUZZ_CHECK(width == 4 && off % 4 == 0, "the driver made a %u-byte control write at %#llx (§4.2.2.2)", width,
+    FUZZ_CHECK(width == 4 && off % 4 == 0,
+               "the driver made a %u-byte control write at %#llx (§4.2.2.2)", width,
                static_cast<unsigned long long>(off));
     const std::uint32_t q = queue_sel < 2 ? queue_sel : 2;
     switch (off) {
@@ -171,7 +180,8 @@ class ScriptedMmio final : public RegisterHandler {
         break;
       case mmio::kDriverFeatures:
         if (driver_sel == 0) driver_features = (driver_features & ~0xffff'ffffULL) | v;
-        if (driver_sel == 1) driver_features = (driver_features & 0xffff'ffffULL) | (std::uint64_t{v} << 32);
+        if (driver_sel == 1)
+          driver_features = (driver_features & 0xffff'ffffULL) | (std::uint64_t{v} << 32);
         break;
       case mmio::kGuestPageSize:
         page_size = v;
@@ -183,20 +193,25 @@ class ScriptedMmio final : public RegisterHandler {
         if (v != 0) {
           FUZZ_CHECK(q < 2, "QueueNum written for a queue the driver never set up");
           FUZZ_CHECK((v & (v - 1)) == 0 && v <= s_.num_max[q] && v <= kQueueSize,
-                     "QueueNum %u (QueueNumMax %u): not a power of two <= max (T7)", v, s_.num_max[q]);
+                     "QueueNum %u (QueueNumMax %u): not a power of two <= max (T7)", v,
+                     s_.num_max[q]);
           FUZZ_CHECK(!s_.ready_stuck[q], "queue %u is in use (T8) but the driver programmed it", q);
           num[q] = v;
         }
         break;
       case mmio::kQueueReady:
         if (q < 2) {
-          if (v != 0) FUZZ_CHECK(!s_.ready_stuck[q] && num[q] != 0, "QueueReady=1 on a queue in use / without size");
+          if (v != 0)
+            FUZZ_CHECK(!s_.ready_stuck[q] && num[q] != 0,
+                       "QueueReady=1 on a queue in use / without size");
           ready[q] = v != 0;
         }
         break;
       case mmio::kQueuePfn:
         if (q < 2) {
-          if (v != 0) FUZZ_CHECK(!s_.ready_stuck[q] && num[q] != 0, "QueuePFN on a queue in use / without size");
+          if (v != 0)
+            FUZZ_CHECK(!s_.ready_stuck[q] && num[q] != 0,
+                       "QueuePFN on a queue in use / without size");
           pfn[q] = v;
         }
         break;
@@ -204,7 +219,9 @@ class ScriptedMmio final : public RegisterHandler {
       case mmio::kQueueDriverLow:
       case mmio::kQueueDeviceLow:
         if (q < 2) {
-          const unsigned which = off == mmio::kQueueDescLow ? 0u : off == mmio::kQueueDriverLow ? 1u : 2u;
+          const unsigned which = off == mmio::kQueueDescLow     ? 0u
+                                 : off == mmio::kQueueDriverLow ? 1u
+                                                                : 2u;
           addr[q][which] = (addr[q][which] & ~0xffff'ffffULL) | v;
         }
         break;
@@ -212,7 +229,9 @@ class ScriptedMmio final : public RegisterHandler {
       case mmio::kQueueDriverHigh:
       case mmio::kQueueDeviceHigh:
         if (q < 2) {
-          const unsigned which = off == mmio::kQueueDescHigh ? 0u : off == mmio::kQueueDriverHigh ? 1u : 2u;
+          const unsigned which = off == mmio::kQueueDescHigh     ? 0u
+                                 : off == mmio::kQueueDriverHigh ? 1u
+                                                                 : 2u;
           addr[q][which] = (addr[q][which] & 0xffff'ffffULL) | (std::uint64_t{v} << 32);
         }
         break;
@@ -245,8 +264,8 @@ class ScriptedMmio final : public RegisterHandler {
     // §2.1.1: the driver never clears a bit except by writing 0 (reset).
     if (v != 0) {
       const auto driver_bits = static_cast<std::uint8_t>(last_written & ~status::kDeviceNeedsReset);
-      FUZZ_CHECK((v & driver_bits) == driver_bits || (v & status::kFailed), "status write %#x clears bits of %#x", v,
-                 last_written);
+      FUZZ_CHECK((v & driver_bits) == driver_bits || (v & status::kFailed),
+                 "status write %#x clears bits of %#x", v, last_written);
     }
     status_writes.push_back(v);
     last_written = v;
@@ -257,7 +276,8 @@ class ScriptedMmio final : public RegisterHandler {
       return;
     }
     status = v;
-    if (s_.status_mode == kDropFeaturesOk) status = static_cast<std::uint8_t>(status & ~status::kFeaturesOk);
+    if (s_.status_mode == kDropFeaturesOk)
+      status = static_cast<std::uint8_t>(status & ~status::kFeaturesOk);
     if (s_.status_mode == kNeedsResetAtDriverOk && (v & status::kDriverOk)) {
       status = static_cast<std::uint8_t>(status | status::kDeviceNeedsReset);
     }
@@ -343,7 +363,8 @@ class ScriptedCam {
     put16(0x2c, pci::kVendorRedHat);
     put16(0x2e, s.subsystem);
     cfg_[0x34] = s.first_cap;
-    for (std::size_t i = 0; i < 6; ++i) upper_[i] = i > 0 && !upper_[i - 1] && s.bars[i - 1].kind == 2;
+    for (std::size_t i = 0; i < 6; ++i)
+      upper_[i] = i > 0 && !upper_[i - 1] && s.bars[i - 1].kind == 2;
     for (std::size_t i = 0; i < 6; ++i) {
       const BarSpec& b = s.bars[i];
       std::uint32_t low = 0;
@@ -358,8 +379,9 @@ class ScriptedCam {
       const std::size_t at = 0x40 + 0x14 * k;
       if (at + 0x14 > 0x100) break;
       const std::uint8_t next = c.next != 0 ? c.next
-                                : k + 1 < s.caps.size() && at + 0x28 <= 0x100 ? static_cast<std::uint8_t>(at + 0x14)
-                                                                                 : 0;
+                                : k + 1 < s.caps.size() && at + 0x28 <= 0x100
+                                    ? static_cast<std::uint8_t>(at + 0x14)
+                                    : 0;
       cfg_[at] = c.id;
       cfg_[at + 1] = next;
       cfg_[at + 2] = c.cap_len;
@@ -400,7 +422,8 @@ class ScriptedCam {
     }
     for (std::size_t i = 0; i < 4; ++i) {
       const auto m = static_cast<std::uint8_t>(mask >> (8 * i));
-      cfg_[reg + i] = static_cast<std::uint8_t>((cfg_[reg + i] & ~m) | (static_cast<std::uint8_t>(value >> (8 * i)) & m));
+      cfg_[reg + i] = static_cast<std::uint8_t>((cfg_[reg + i] & ~m) |
+                                                (static_cast<std::uint8_t>(value >> (8 * i)) & m));
     }
   }
 
@@ -418,8 +441,12 @@ class ScriptedCam {
 // PciRoot keeps its ConfigurationAccess by value: hand it a reference.
 struct CamRef {
   ScriptedCam* cam;
-  std::uint32_t read_word(virtio::DeviceFunction df, std::uint16_t reg) { return cam->read_word(df, reg); }
-  void write_word(virtio::DeviceFunction df, std::uint16_t reg, std::uint32_t v) { cam->write_word(df, reg, v); }
+  std::uint32_t read_word(virtio::DeviceFunction df, std::uint16_t reg) {
+    return cam->read_word(df, reg);
+  }
+  void write_word(virtio::DeviceFunction df, std::uint16_t reg, std::uint32_t v) {
+    cam->write_word(df, reg, v);
+  }
 };
 static_assert(virtio::ConfigurationAccess<CamRef>);
 
@@ -436,14 +463,16 @@ class DumbBar final : public RegisterHandler {
       if (it != bytes_.end()) v |= std::uint32_t{it->second} << (8 * i);
     }
     if (common_ && off == *common_ + pci::common::kQueueSize && width == 2) return s_.queue_size;
-    if (common_ && off == *common_ + pci::common::kQueueNotifyOff && width == 2) return s_.notify_off;
+    if (common_ && off == *common_ + pci::common::kQueueNotifyOff && width == 2)
+      return s_.notify_off;
     if (common_ && off == *common_ + pci::common::kDeviceFeature && width == 4) {
       // device_feature by device_feature_select: INDIRECT | EVENT_IDX, VERSION_1.
       const auto sel = bytes_.find(*common_ + pci::common::kDeviceFeatureSelect);
       const std::uint8_t select = sel == bytes_.end() ? 0 : sel->second;
       return select == 0 ? 0x3000'0000u : select == 1 ? 1u : 0u;
     }
-    if (common_ && off == *common_ + pci::common::kDeviceStatus && width == 1 && s_.device_status_mode == 1) {
+    if (common_ && off == *common_ + pci::common::kDeviceStatus && width == 1 &&
+        s_.device_status_mode == 1) {
       return v & ~std::uint32_t{status::kFeaturesOk};
     }
     return v;
@@ -489,13 +518,16 @@ void mmio_schema(IO& io, MmioSpec& m) {
   io.num(m.features_lo);
   mostly(io, m.features_hi, std::uint32_t{1}, std::uint32_t{1});
   io.num(m.status_mode, std::uint8_t{0}, static_cast<std::uint8_t>(kStatusModes - 1));
-  if (m.status_mode == kScripted) virtio::fuzz::counted_list(io, m.status_script, 8, [](auto& i2, std::uint8_t& b) { i2.num(b); });
+  if (m.status_mode == kScripted)
+    virtio::fuzz::counted_list(io, m.status_script, 8,
+                               [](auto& i2, std::uint8_t& b) { i2.num(b); });
   mostly_one_of(io, m.num_max[0], kNumMaxes);
   mostly_one_of(io, m.num_max[1], kNumMaxes);
   mostly(io, m.ready_stuck[0], false, false);
   mostly(io, m.ready_stuck[1], false, false);
   io.num(m.gen_mode, std::uint8_t{0}, static_cast<std::uint8_t>(kGenModes - 1));
-  if (m.gen_mode == kGenScripted) virtio::fuzz::counted_list(io, m.gen_script, 40, [](auto& i2, std::uint8_t& b) { i2.num(b); });
+  if (m.gen_mode == kGenScripted)
+    virtio::fuzz::counted_list(io, m.gen_script, 40, [](auto& i2, std::uint8_t& b) { i2.num(b); });
   io.num(m.isr);
   mostly(io, m.supported, ~std::uint64_t{0}, ~std::uint64_t{0});
   virtio::fuzz::counted_list(io, m.reads, 8, [](auto& i2, std::uint8_t& b) { i2.num(b); });
@@ -549,19 +581,26 @@ struct CheckingHal {
     FUZZ_CHECK(pages <= 8, "DMA allocation of %zu pages: sized by a device value?", pages);
     return inner.dma_alloc(pages, d);
   }
-  void dma_dealloc(PhysAddr pa, std::uint8_t* va, std::size_t pages) { inner.dma_dealloc(pa, va, pages); }
+  void dma_dealloc(PhysAddr pa, std::uint8_t* va, std::size_t pages) {
+    inner.dma_dealloc(pa, va, pages);
+  }
   virtio::Result<EmuIo> mmio_map(PhysAddr pa, std::size_t size) {
     if (allowed != nullptr) {
       bool inside = false;
       for (const auto& [base, len] : *allowed) {
         inside = inside || (pa >= base && pa - base <= len && size <= len - (pa - base));
       }
-      FUZZ_CHECK(inside, "mmio_map(%#llx, %zu) outside every memory BAR", static_cast<unsigned long long>(pa), size);
+      FUZZ_CHECK(inside, "mmio_map(%#llx, %zu) outside every memory BAR",
+                 static_cast<unsigned long long>(pa), size);
     }
     return inner.mmio_map(pa, size);
   }
-  virtio::Result<PhysAddr> share(std::uint8_t* p, std::size_t n, virtio::BufferDirection d) { return inner.share(p, n, d); }
-  void unshare(PhysAddr pa, std::uint8_t* p, std::size_t n, virtio::BufferDirection d) { inner.unshare(pa, p, n, d); }
+  virtio::Result<PhysAddr> share(std::uint8_t* p, std::size_t n, virtio::BufferDirection d) {
+    return inner.share(p, n, d);
+  }
+  void unshare(PhysAddr pa, std::uint8_t* p, std::size_t n, virtio::BufferDirection d) {
+    inner.unshare(pa, p, n, d);
+  }
 };
 static_assert(virtio::Hal<CheckingHal>);
 
@@ -588,13 +627,19 @@ void run_mmio(const MmioSpec& m) {
   } else if (!virtio::is_known_device_id(m.device_id)) {
     expect = Error::InvalidDeviceId;
   }
-  FUZZ_CHECK(t.has_value() == !expect, "MmioTransport::create %s (T1)", t.has_value() ? "accepted a bad header" : "refused a good one");
+  FUZZ_CHECK(t.has_value() == !expect, "MmioTransport::create %s (T1)",
+             t.has_value() ? "accepted a bad header" : "refused a good one");
   virtio::fuzz::trace("mmio: create %s", t.has_value() ? "ok" : virtio::error_name(t.error()));
-  if (expect) FUZZ_CHECK(t.error() == *expect, "create error %s, expected %s", virtio::error_name(t.error()), virtio::error_name(*expect));
+  if (expect)
+    FUZZ_CHECK(t.error() == *expect, "create error %s, expected %s", virtio::error_name(t.error()),
+               virtio::error_name(*expect));
   // The axdriver probe: something exactly for a good header of a compiled-in type.
   const auto probed = axdriver::virtio::probe_mmio_device(hal, kMmio, window);
-  const bool wanted = !expect && axdriver::virtio::as_dev_type(static_cast<virtio::DeviceId>(m.device_id)).has_value();
-  FUZZ_CHECK(probed.has_value() == wanted, "probe_mmio_device %d, expected %d", probed.has_value(), wanted);
+  const bool wanted =
+      !expect &&
+      axdriver::virtio::as_dev_type(static_cast<virtio::DeviceId>(m.device_id)).has_value();
+  FUZZ_CHECK(probed.has_value() == wanted, "probe_mmio_device %d, expected %d", probed.has_value(),
+             wanted);
   if (!t) return;
 
   const bool legacy = m.version == 1;
@@ -603,27 +648,36 @@ void run_mmio(const MmioSpec& m) {
   virtio::fuzz::trace("mmio: begin_init %s", f.has_value() ? "ok" : virtio::error_name(f.error()));
   const std::uint64_t before_accesses = dev.accesses;
   if (m.status_mode == kNeverReset) {
-    FUZZ_CHECK(!f.has_value() && f.error() == Error::ResetTimeout, "a reset that never completes was not a ResetTimeout");
+    FUZZ_CHECK(!f.has_value() && f.error() == Error::ResetTimeout,
+               "a reset that never completes was not a ResetTimeout");
     FUZZ_CHECK(dev.status_reads <= virtio::kResetPollLimit + 1, "reset polled %llu times",
                static_cast<unsigned long long>(dev.status_reads));
     return;
   }
   if (f.has_value()) {
-    const std::uint64_t allowed = legacy ? (m.supported & 0xffff'ffffULL) : (m.supported | virtio::feature::kVersion1);
-    FUZZ_CHECK((*f & ~(offered & allowed)) == 0, "negotiated %#llx outside offered %#llx & supported (T3)",
+    const std::uint64_t allowed =
+        legacy ? (m.supported & 0xffff'ffffULL) : (m.supported | virtio::feature::kVersion1);
+    FUZZ_CHECK((*f & ~(offered & allowed)) == 0,
+               "negotiated %#llx outside offered %#llx & supported (T3)",
                static_cast<unsigned long long>(*f), static_cast<unsigned long long>(offered));
     FUZZ_CHECK(dev.driver_features == *f, "the device was told %#llx, negotiated %#llx",
-               static_cast<unsigned long long>(dev.driver_features), static_cast<unsigned long long>(*f));
-    if (!legacy) FUZZ_CHECK(*f & virtio::feature::kVersion1, "modern device without VERSION_1 accepted");
+               static_cast<unsigned long long>(dev.driver_features),
+               static_cast<unsigned long long>(*f));
+    if (!legacy)
+      FUZZ_CHECK(*f & virtio::feature::kVersion1, "modern device without VERSION_1 accepted");
     if (legacy) FUZZ_CHECK(dev.page_size == virtio::kPageSize, "legacy GuestPageSize not written");
-    if (m.status_mode == kDropFeaturesOk && !legacy) FUZZ_CHECK(false, "FEATURES_OK refusal not detected (T4)");
+    if (m.status_mode == kDropFeaturesOk && !legacy)
+      FUZZ_CHECK(false, "FEATURES_OK refusal not detected (T4)");
   } else {
     const Error e = f.error();
     FUZZ_CHECK(e == Error::Unsupported || e == Error::FeaturesRejected || e == Error::ResetTimeout,
                "begin_init error %s", virtio::error_name(e));
-    if (e == Error::Unsupported) FUZZ_CHECK(!legacy && !(offered & virtio::feature::kVersion1), "Unsupported with VERSION_1 offered");
+    if (e == Error::Unsupported)
+      FUZZ_CHECK(!legacy && !(offered & virtio::feature::kVersion1),
+                 "Unsupported with VERSION_1 offered");
     if (e == Error::FeaturesRejected || e == Error::Unsupported) {
-      FUZZ_CHECK(!dev.status_writes.empty() && (dev.status_writes.back() & status::kFailed), "refusal without FAILED");
+      FUZZ_CHECK(!dev.status_writes.empty() && (dev.status_writes.back() & status::kFailed),
+                 "refusal without FAILED");
     }
     return;
   }
@@ -633,26 +687,31 @@ void run_mmio(const MmioSpec& m) {
     const std::size_t offset = m.reads[i] >> 2;
     const unsigned code = m.reads[i] & 3;
     const std::uint32_t gen_before = dev.generation_reads;
-    virtio::Result<std::uint64_t> r = virtio::read_config_consistent(*t, [&]() -> virtio::Result<std::uint64_t> {
-      switch (code) {
-        case 0: {
-          VIRTIO_TRY_ASSIGN(std::uint8_t v, t->template read_config_space<std::uint8_t>(offset));
-          return v;
-        }
-        case 1: {
-          VIRTIO_TRY_ASSIGN(std::uint16_t v, t->template read_config_space<std::uint16_t>(offset));
-          return v;
-        }
-        case 2: {
-          VIRTIO_TRY_ASSIGN(std::uint32_t v, t->template read_config_space<std::uint32_t>(offset));
-          return v;
-        }
-        default:
-          return t->template read_config_space<std::uint64_t>(offset);
-      }
-    });
+    virtio::Result<std::uint64_t> r =
+        virtio::read_config_consistent(*t, [&]() -> virtio::Result<std::uint64_t> {
+          switch (code) {
+            case 0: {
+              VIRTIO_TRY_ASSIGN(std::uint8_t v,
+                                t->template read_config_space<std::uint8_t>(offset));
+              return v;
+            }
+            case 1: {
+              VIRTIO_TRY_ASSIGN(std::uint16_t v,
+                                t->template read_config_space<std::uint16_t>(offset));
+              return v;
+            }
+            case 2: {
+              VIRTIO_TRY_ASSIGN(std::uint32_t v,
+                                t->template read_config_space<std::uint32_t>(offset));
+              return v;
+            }
+            default:
+              return t->template read_config_space<std::uint64_t>(offset);
+          }
+        });
     const std::uint32_t gen_reads = dev.generation_reads - gen_before;
-    FUZZ_CHECK(gen_reads <= 2 * virtio::kConfigGenerationRetries, "%u generation reads for one config read", gen_reads);
+    FUZZ_CHECK(gen_reads <= 2 * virtio::kConfigGenerationRetries,
+               "%u generation reads for one config read", gen_reads);
     const std::size_t width = std::size_t{1} << code;
     if (r.has_value()) {
       if (!legacy) FUZZ_CHECK(gen_reads >= 2, "config read without the generation check");
@@ -666,7 +725,8 @@ void run_mmio(const MmioSpec& m) {
     } else {
       const Error e = r.error();
       if (e == Error::ConfigUnstable) {
-        FUZZ_CHECK(!legacy && gen_reads == 2 * virtio::kConfigGenerationRetries, "ConfigUnstable after %u reads", gen_reads);
+        FUZZ_CHECK(!legacy && gen_reads == 2 * virtio::kConfigGenerationRetries,
+                   "ConfigUnstable after %u reads", gen_reads);
       } else if (e == Error::InvalidParam) {
         FUZZ_CHECK(offset % width != 0, "InvalidParam for an aligned config read");
       } else {
@@ -682,22 +742,28 @@ void run_mmio(const MmioSpec& m) {
     const std::size_t pages_before = mem.stats().pages_allocated;
     auto r = Queue::create(hal.inner, *t, q, true, true);
     if (m.ready_stuck[q]) {
-      FUZZ_CHECK(!r.has_value() && r.error() == Error::AlreadyUsed, "a queue in use was set up (T8)");
+      FUZZ_CHECK(!r.has_value() && r.error() == Error::AlreadyUsed,
+                 "a queue in use was set up (T8)");
     } else if (m.num_max[q] == 0) {
       FUZZ_CHECK(!r.has_value() && r.error() == Error::QueueUnavailable, "QueueNumMax 0 accepted");
     } else {
-      FUZZ_CHECK(r.has_value(), "queue %u setup failed: %s", q, r.has_value() ? "" : virtio::error_name(r.error()));
+      FUZZ_CHECK(r.has_value(), "queue %u setup failed: %s", q,
+                 r.has_value() ? "" : virtio::error_name(r.error()));
       const std::uint32_t n = r->size();
-      FUZZ_CHECK((n & (n - 1)) == 0 && n <= m.num_max[q] && n <= kQueueSize && n * 2 > std::min<std::uint32_t>(m.num_max[q], kQueueSize),
+      FUZZ_CHECK((n & (n - 1)) == 0 && n <= m.num_max[q] && n <= kQueueSize &&
+                     n * 2 > std::min<std::uint32_t>(m.num_max[q], kQueueSize),
                  "queue size %u for QueueNumMax %u", n, m.num_max[q]);
       FUZZ_CHECK(dev.num[q] == n, "QueueNum %u programmed for size %u", dev.num[q], n);
       if (legacy) {
-        FUZZ_CHECK(std::uint64_t{dev.pfn[q]} * virtio::kPageSize == r->desc_paddr(), "PFN does not point at the rings");
+        FUZZ_CHECK(std::uint64_t{dev.pfn[q]} * virtio::kPageSize == r->desc_paddr(),
+                   "PFN does not point at the rings");
       } else {
         FUZZ_CHECK(dev.ready[q], "QueueReady not set");
-        FUZZ_CHECK(dev.addr[q][0] == r->desc_paddr() && dev.addr[q][1] == r->avail_paddr() && dev.addr[q][2] == r->used_paddr(),
+        FUZZ_CHECK(dev.addr[q][0] == r->desc_paddr() && dev.addr[q][1] == r->avail_paddr() &&
+                       dev.addr[q][2] == r->used_paddr(),
                    "ring addresses programmed wrongly");
-        FUZZ_CHECK(dev.addr[q][0] % 16 == 0 && dev.addr[q][1] % 2 == 0 && dev.addr[q][2] % 4 == 0, "misaligned rings");
+        FUZZ_CHECK(dev.addr[q][0] % 16 == 0 && dev.addr[q][1] % 2 == 0 && dev.addr[q][2] % 4 == 0,
+                   "misaligned rings");
       }
       FUZZ_CHECK(mem.contains(r->desc_paddr(), virtio::ring::desc_table_size(n)) &&
                      mem.contains(r->used_paddr(), virtio::ring::used_ring_size(n)),
@@ -709,19 +775,26 @@ void run_mmio(const MmioSpec& m) {
   }
 
   auto ok = virtio::finish_init(*t);
-  const bool needs_reset = m.status_mode == kNeedsResetAtDriverOk ||
-                           (m.status_mode == kScripted && !ok.has_value());
+  const bool needs_reset =
+      m.status_mode == kNeedsResetAtDriverOk || (m.status_mode == kScripted && !ok.has_value());
   if (m.status_mode != kScripted) {
-    FUZZ_CHECK(ok.has_value() != needs_reset, "finish_init %d with NEEDS_RESET %d", ok.has_value(), needs_reset);
+    FUZZ_CHECK(ok.has_value() != needs_reset, "finish_init %d with NEEDS_RESET %d", ok.has_value(),
+               needs_reset);
   }
-  if (!ok.has_value()) FUZZ_CHECK(ok.error() == Error::DeviceNeedsReset, "finish_init error %s", virtio::error_name(ok.error()));
+  if (!ok.has_value())
+    FUZZ_CHECK(ok.error() == Error::DeviceNeedsReset, "finish_init error %s",
+               virtio::error_name(ok.error()));
 
   // Notify and interrupts (T17).
   t->notify(1);
-  FUZZ_CHECK(!dev.notifies.empty() && dev.notifies.back() == 1, "notify did not write the queue index");
+  FUZZ_CHECK(!dev.notifies.empty() && dev.notifies.back() == 1,
+             "notify did not write the queue index");
   const std::uint32_t isr = t->ack_interrupt();
-  FUZZ_CHECK(isr == (m.isr & 3), "ack_interrupt %#x for InterruptStatus %#x (undefined bits must be ignored)", isr, m.isr);
-  if (m.isr != 0) FUZZ_CHECK(!dev.acks.empty() && dev.acks.back() == m.isr, "InterruptACK not written");
+  FUZZ_CHECK(isr == (m.isr & 3),
+             "ack_interrupt %#x for InterruptStatus %#x (undefined bits must be ignored)", isr,
+             m.isr);
+  if (m.isr != 0)
+    FUZZ_CHECK(!dev.acks.empty() && dev.acks.back() == m.isr, "InterruptACK not written");
 
   // Teardown: reset first (the device must stop DMA), then drop the queues.
   auto reset = virtio::reset_device(*t);
@@ -736,10 +809,12 @@ void run_mmio(const MmioSpec& m) {
     }
     queues[q].reset();
   }
-  FUZZ_CHECK(dev.accesses - before_accesses < kAccessBound, "%llu register accesses: an unbounded wait?",
+  FUZZ_CHECK(dev.accesses - before_accesses < kAccessBound,
+             "%llu register accesses: an unbounded wait?",
              static_cast<unsigned long long>(dev.accesses - before_accesses));
   const auto s = mem.stats();
-  FUZZ_CHECK(s.pages_allocated == 0 && s.shares_live == 0, "probe leaked %zu pages", s.pages_allocated);
+  FUZZ_CHECK(s.pages_allocated == 0 && s.shares_live == 0, "probe leaked %zu pages",
+             s.pages_allocated);
 }
 
 // --- R3 run ------------------------------------------------------------------------------------
@@ -755,10 +830,12 @@ void run_pci(const PciSpec& p) {
   std::size_t found = 0;
   for (const auto& e : root.enumerate_bus(0)) {
     ++found;
-    FUZZ_CHECK(e.df == df, "enumeration found a function at %u:%u.%u", e.df.bus, e.df.device, e.df.function);
+    FUZZ_CHECK(e.df == df, "enumeration found a function at %u:%u.%u", e.df.bus, e.df.device,
+               e.df.function);
     FUZZ_CHECK(found <= 256, "enumeration does not end");
   }
-  FUZZ_CHECK(found == (p.vendor != 0xffff && p.vendor != 0 ? 1u : 0u), "enumeration found %zu functions", found);
+  FUZZ_CHECK(found == (p.vendor != 0xffff && p.vendor != 0 ? 1u : 0u),
+             "enumeration found %zu functions", found);
 
   // Capability walk: terminates, at most 48 hops, never revisits.
   std::size_t hops = 0;
@@ -783,14 +860,17 @@ void run_pci(const PciSpec& p) {
     for (std::size_t i = 0; i < 6; ++i) {
       const auto& b = (*bars)[i];
       if (!b) continue;
-      FUZZ_CHECK(b->size != 0 && (b->size & (b->size - 1)) == 0, "BAR%zu size %#llx", i, static_cast<unsigned long long>(b->size));
+      FUZZ_CHECK(b->size != 0 && (b->size & (b->size - 1)) == 0, "BAR%zu size %#llx", i,
+                 static_cast<unsigned long long>(b->size));
       if (!b->is_memory()) continue;
       FUZZ_CHECK(b->address % b->size == 0, "BAR%zu not naturally aligned", i);
-      const bool in32 = b->address >= kWindow32 && b->address - kWindow32 + b->size <= kWindow32Size;
-      const bool in64 = b->address >= kWindow64 && b->address - kWindow64 + b->size <= kWindow64Size;
+      const bool in32 =
+          b->address >= kWindow32 && b->address - kWindow32 + b->size <= kWindow32Size;
+      const bool in64 =
+          b->address >= kWindow64 && b->address - kWindow64 + b->size <= kWindow64Size;
       FUZZ_CHECK(in32 || (b->is_64bit() && in64), "BAR%zu outside its window", i);
-      FUZZ_CHECK(!cam.is_upper(i) && (p.bars[i].kind == 1 || p.bars[i].kind == 2), "BAR%zu assigned but specified as kind %u",
-                 i, p.bars[i].kind);
+      FUZZ_CHECK(!cam.is_upper(i) && (p.bars[i].kind == 1 || p.bars[i].kind == 2),
+                 "BAR%zu assigned but specified as kind %u", i, p.bars[i].kind);
       assigned.emplace_back(b->address, b->size);
       handlers.push_back(std::make_unique<DumbBar>(p, b->size));
       bus.map(b->address, static_cast<std::size_t>(b->size), handlers.back().get());
@@ -803,7 +883,8 @@ void run_pci(const PciSpec& p) {
   }
   // Tell the BAR that holds the common cfg where it is (for queue_size / notify_off answers).
   for (const CapSpec& c : p.caps) {
-    if (c.cfg_type == pci::kCapCommonCfg && c.bar < 6 && bars.has_value() && (*bars)[c.bar] && (*bars)[c.bar]->is_memory()) {
+    if (c.cfg_type == pci::kCapCommonCfg && c.bar < 6 && bars.has_value() && (*bars)[c.bar] &&
+        (*bars)[c.bar]->is_memory()) {
       for (std::size_t h = 0; h < assigned.size(); ++h) {
         if (assigned[h].first == (*bars)[c.bar]->address) handlers[h]->set_common(c.offset);
       }
@@ -814,23 +895,27 @@ void run_pci(const PciSpec& p) {
   CheckingHal hal{EmuHal(&mem, &bus), &assigned};
   auto t = virtio::PciTransport<EmuIo>::create(hal, root, df);
   const auto probed = axdriver::virtio::probe_pci_device(hal, root, df, root.function_info(df));
-  FUZZ_CHECK(!probed.has_value() || t.has_value(), "probe_pci_device found a device the transport refuses");
-  virtio::fuzz::trace("pci: allocate_bars %s, create %s", bars.has_value() ? "ok" : virtio::error_name(bars.error()),
+  FUZZ_CHECK(!probed.has_value() || t.has_value(),
+             "probe_pci_device found a device the transport refuses");
+  virtio::fuzz::trace("pci: allocate_bars %s, create %s",
+                      bars.has_value() ? "ok" : virtio::error_name(bars.error()),
                       t.has_value() ? "ok" : virtio::error_name(t.error()));
   if (!t.has_value()) {
     const Error e = t.error();
-    FUZZ_CHECK(e != Error::InvalidParam && e != Error::DmaError, "PciTransport::create error %s (a map outside a BAR?)",
-               virtio::error_name(e));
+    FUZZ_CHECK(e != Error::InvalidParam && e != Error::DmaError,
+               "PciTransport::create error %s (a map outside a BAR?)", virtio::error_name(e));
     return;
   }
   FUZZ_CHECK(p.vendor == pci::kVendorRedHat, "transport for vendor %#x", p.vendor);
   FUZZ_CHECK(t->notify_off_multiplier() % 2 == 0, "odd notify multiplier accepted");
-  FUZZ_CHECK(hops <= virtio::kMaxCapabilityHops && caps.status().has_value(), "transport over a malformed capability list");
+  FUZZ_CHECK(hops <= virtio::kMaxCapabilityHops && caps.status().has_value(),
+             "transport over a malformed capability list");
 
   // Initialise and set up a queue against the dumb BAR (a device that echoes).
   auto f = virtio::begin_init(*t, virtio::kTransportFeatures);
   if (!f.has_value()) {
-    FUZZ_CHECK(f.error() == Error::FeaturesRejected || f.error() == Error::ResetTimeout || f.error() == Error::Unsupported,
+    FUZZ_CHECK(f.error() == Error::FeaturesRejected || f.error() == Error::ResetTimeout ||
+                   f.error() == Error::Unsupported,
                "begin_init error %s", virtio::error_name(f.error()));
     return;
   }
@@ -842,16 +927,19 @@ void run_pci(const PciSpec& p) {
     queue.emplace(std::move(*q));
     FUZZ_CHECK(p.queue_size != 0, "queue_size 0 accepted (T7)");
     const std::uint32_t n = queue->size();
-    FUZZ_CHECK((n & (n - 1)) == 0 && n <= p.queue_size && n <= kQueueSize, "queue size %u for queue_size %u", n, p.queue_size);
+    FUZZ_CHECK((n & (n - 1)) == 0 && n <= p.queue_size && n <= kQueueSize,
+               "queue size %u for queue_size %u", n, p.queue_size);
     const std::uint32_t rejected = t->rejected_notifies();
     t->notify(0);
-    FUZZ_CHECK(t->rejected_notifies() == rejected, "notify rejected after queue_set validated the offset");
+    FUZZ_CHECK(t->rejected_notifies() == rejected,
+               "notify rejected after queue_set validated the offset");
   } else {
     const Error e = q.error();
-    FUZZ_CHECK(e == Error::QueueUnavailable || e == Error::AlreadyUsed || e == Error::BadCapability ||
-                   e == Error::InvalidParam,
+    FUZZ_CHECK(e == Error::QueueUnavailable || e == Error::AlreadyUsed ||
+                   e == Error::BadCapability || e == Error::InvalidParam,
                "queue setup error %s", virtio::error_name(e));
-    if (e == Error::QueueUnavailable) FUZZ_CHECK(p.queue_size == 0, "QueueUnavailable with queue_size %u", p.queue_size);
+    if (e == Error::QueueUnavailable)
+      FUZZ_CHECK(p.queue_size == 0, "QueueUnavailable with queue_size %u", p.queue_size);
   }
   FUZZ_CHECK(mem.stats().pages_allocated - pages_before <= 4, "queue setup allocated %zu pages",
              mem.stats().pages_allocated - pages_before);
@@ -861,10 +949,12 @@ void run_pci(const PciSpec& p) {
     }
     queue.reset();
   }
-  FUZZ_CHECK(cam.accesses < kAccessBound, "%llu config accesses", static_cast<unsigned long long>(cam.accesses));
+  FUZZ_CHECK(cam.accesses < kAccessBound, "%llu config accesses",
+             static_cast<unsigned long long>(cam.accesses));
   std::uint64_t bar_accesses = 0;
   for (const auto& h : handlers) bar_accesses += h->accesses;
-  FUZZ_CHECK(bar_accesses < kAccessBound, "%llu BAR accesses: an unbounded wait?", static_cast<unsigned long long>(bar_accesses));
+  FUZZ_CHECK(bar_accesses < kAccessBound, "%llu BAR accesses: an unbounded wait?",
+             static_cast<unsigned long long>(bar_accesses));
   FUZZ_CHECK(mem.stats().pages_allocated == 0, "PCI probe leaked pages");
 }
 
@@ -875,7 +965,6 @@ void run(const Input& in) {
     run_mmio(in.m);
   }
 }
-
 
 // --- seeds --------------------------------------------------------------------------------------
 
@@ -910,10 +999,14 @@ std::vector<std::pair<std::string, Input>> seeds() {
   out.emplace_back("mmio-empty-slot", mmio_in([](MmioSpec& m) { m.device_id = 0; }));
   out.emplace_back("mmio-small-window", mmio_in([](MmioSpec& m) { m.window = 0x80; }));
   out.emplace_back("mmio-no-version-1", mmio_in([](MmioSpec& m) { m.features_hi = 0; }));
-  out.emplace_back("mmio-features-ok-refused", mmio_in([](MmioSpec& m) { m.status_mode = kDropFeaturesOk; }));
-  out.emplace_back("mmio-needs-reset", mmio_in([](MmioSpec& m) { m.status_mode = kNeedsResetAtDriverOk; }));
-  out.emplace_back("mmio-reset-never-completes", mmio_in([](MmioSpec& m) { m.status_mode = kNeverReset; }));
-  out.emplace_back("mmio-generation-storm", mmio_in([](MmioSpec& m) { m.gen_mode = kChangesEveryRead; }));
+  out.emplace_back("mmio-features-ok-refused",
+                   mmio_in([](MmioSpec& m) { m.status_mode = kDropFeaturesOk; }));
+  out.emplace_back("mmio-needs-reset",
+                   mmio_in([](MmioSpec& m) { m.status_mode = kNeedsResetAtDriverOk; }));
+  out.emplace_back("mmio-reset-never-completes",
+                   mmio_in([](MmioSpec& m) { m.status_mode = kNeverReset; }));
+  out.emplace_back("mmio-generation-storm",
+                   mmio_in([](MmioSpec& m) { m.gen_mode = kChangesEveryRead; }));
   out.emplace_back("mmio-generation-once", mmio_in([](MmioSpec& m) {
                      m.gen_mode = kGenScripted;
                      m.gen_script = {1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2};
@@ -961,7 +1054,8 @@ std::vector<std::pair<std::string, Input>> seeds() {
   out.emplace_back("pci-short-notify", pci_in([](PciSpec& p) { p.caps[3].cap_len = 16; }));
   out.emplace_back("pci-misaligned-common", pci_in([](PciSpec& p) { p.caps[0].offset = 4; }));
   out.emplace_back("pci-no-cap-list", pci_in([](PciSpec& p) { p.status_reg = 0; }));
-  out.emplace_back("pci-notify-off-out-of-range", pci_in([](PciSpec& p) { p.notify_off = 0x4000; }));
+  out.emplace_back("pci-notify-off-out-of-range",
+                   pci_in([](PciSpec& p) { p.notify_off = 0x4000; }));
   out.emplace_back("pci-queue-size-0", pci_in([](PciSpec& p) { p.queue_size = 0; }));
   out.emplace_back("pci-64bit-last-slot", pci_in([](PciSpec& p) { p.bars[5] = BarSpec{2, 12}; }));
   out.emplace_back("pci-huge-bar", pci_in([](PciSpec& p) { p.bars[1] = BarSpec{1, 31}; }));

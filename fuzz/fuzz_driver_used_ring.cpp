@@ -72,8 +72,8 @@ constexpr std::size_t kArena = std::size_t{3} << 19;  // 1.5 MiB: pool + a bounc
 constexpr PhysAddr kMmio = 0x1000'0000;
 constexpr std::uint16_t kSize = 32;
 constexpr std::uint16_t kIndirectMax = 4;
-constexpr std::size_t kSlot = 1024;       // one buffer per slot (lengths are clamped to it)
-constexpr std::size_t kSlots = 256;       // >= 32 requests x 6 buffers: buffers never alias
+constexpr std::size_t kSlot = 1024;  // one buffer per slot (lengths are clamped to it)
+constexpr std::size_t kSlots = 256;  // >= 32 requests x 6 buffers: buffers never alias
 constexpr std::size_t kPool = kSlot * kSlots;
 constexpr std::size_t kMaxOps = 256;
 using Queue = virtio::SplitQueue<EmuHal, kSize, kIndirectMax>;
@@ -83,25 +83,26 @@ class QuietModel final : public virtio::emu::DeviceModel {
  public:
   explicit QuietModel(std::uint16_t max)
       : DeviceModel(virtio::DeviceId::EntropySource,
-                    virtio::feature::kVersion1 | virtio::feature::kRingIndirectDesc | virtio::feature::kRingEventIdx,
+                    virtio::feature::kVersion1 | virtio::feature::kRingIndirectDesc |
+                        virtio::feature::kRingEventIdx,
                     1, max, 0) {}
 };
 
 enum OpKind : std::uint8_t {
   kAdd,
-  kComplete,       // device: a used element + idx bump (valid or not)
-  kUsedIdx,        // device: write used idx directly (jumps, rewinds)
-  kUsedElem,       // device: write a used element without bumping idx
-  kScribble,       // device: write the descriptor table / avail ring / a readable buffer
+  kComplete,  // device: a used element + idx bump (valid or not)
+  kUsedIdx,   // device: write used idx directly (jumps, rewinds)
+  kUsedElem,  // device: write a used element without bumping idx
+  kScribble,  // device: write the descriptor table / avail ring / a readable buffer
   kPop,
   kPopToken,
   kPeek,
   kCanPop,
   kShouldNotify,
-  kDevNotify,      // driver: set_dev_notify / enable_dev_notify_and_check
-  kDeviceFields,   // device: used.flags / avail_event
-  kReset,          // reset device, detach_unused everything, restart
-  kWaitPop,        // add_notify_wait_pop with a tiny spin limit
+  kDevNotify,     // driver: set_dev_notify / enable_dev_notify_and_check
+  kDeviceFields,  // device: used.flags / avail_event
+  kReset,         // reset device, detach_unused everything, restart
+  kWaitPop,       // add_notify_wait_pop with a tiny spin limit
   kOpKinds,
 };
 
@@ -196,9 +197,9 @@ struct Buf {
 struct Request {
   std::vector<Buf> bufs;
   std::uint32_t writable = 0;
-  std::uint16_t descs = 0;      // ring descriptors held
+  std::uint16_t descs = 0;  // ring descriptors held
   std::size_t bounce_pages = 0;
-  std::uint32_t device_wrote = 0;  // bytes the device wrote into the writable part
+  std::uint32_t device_wrote = 0;    // bytes the device wrote into the writable part
   std::vector<std::uint8_t> expect;  // what it wrote (index = offset in the writable part)
 };
 
@@ -262,13 +263,17 @@ class Harness {
       FUZZ_CHECK(!q.has_value() && q.error() == Error::QueueUnavailable, "QueueNumMax 0 accepted");
       return false;
     }
-    FUZZ_CHECK(q.has_value(), "SplitQueue::create failed: %s", q.has_value() ? "" : virtio::error_name(q.error()));
+    FUZZ_CHECK(q.has_value(), "SplitQueue::create failed: %s",
+               q.has_value() ? "" : virtio::error_name(q.error()));
     queue_.emplace(std::move(*q));
     // T7/F12: the largest power of two <= min(SIZE, QueueNumMax).
     std::uint16_t expect = 1;
-    while (expect * 2u <= std::min<std::uint32_t>(kSize, in_.max)) expect = static_cast<std::uint16_t>(expect * 2);
-    FUZZ_CHECK(queue_->size() == expect, "queue size %u for QueueNumMax %u", queue_->size(), in_.max);
-    FUZZ_CHECK(queue_->available_desc() == expect && queue_->outstanding() == 0, "fresh queue not empty");
+    while (expect * 2u <= std::min<std::uint32_t>(kSize, in_.max))
+      expect = static_cast<std::uint16_t>(expect * 2);
+    FUZZ_CHECK(queue_->size() == expect, "queue size %u for QueueNumMax %u", queue_->size(),
+               in_.max);
+    FUZZ_CHECK(queue_->available_desc() == expect && queue_->outstanding() == 0,
+               "fresh queue not empty");
     FUZZ_CHECK(model_.queue(0)->size == expect, "QueueNum programmed %u", model_.queue(0)->size);
     ring_pages_ = mem_.stats().pages_allocated - before;
     baseline_pages_ += ring_pages_;
@@ -297,7 +302,8 @@ class Harness {
   void wr16(std::uint8_t* p, std::uint16_t v) { std::memcpy(p, &v, 2); }
   std::uint16_t used_idx_mem() const { return rd16(used() + ring::used_idx_offset()); }
   void set_used_idx(std::uint16_t v) {
-    virtio::atomic::store_release(reinterpret_cast<std::uint16_t*>(used() + ring::used_idx_offset()), v);
+    virtio::atomic::store_release(
+        reinterpret_cast<std::uint16_t*>(used() + ring::used_idx_offset()), v);
   }
   void put_elem(std::uint16_t slot, std::uint32_t id, std::uint32_t len) {
     ring::UsedElem e;
@@ -332,14 +338,16 @@ class Harness {
     // At most 2 x SIZE buffers (more only repeats the "longer than the queue" case); with at
     // most 4 x SIZE buffers outstanding (indirect) the slots never run out.
     const std::uint8_t n_in = std::min<std::uint8_t>(op.n_in, 2 * kSize);
-    const std::uint8_t n_out = std::min<std::uint8_t>(op.n_out, static_cast<std::uint8_t>(2 * kSize - n_in));
+    const std::uint8_t n_out =
+        std::min<std::uint8_t>(op.n_out, static_cast<std::uint8_t>(2 * kSize - n_in));
     const std::size_t count = std::size_t{n_in} + n_out;
     std::vector<std::span<const std::uint8_t>> ins;
     std::vector<std::span<std::uint8_t>> outs;
     Request r;
     bool any_empty = false;
     for (std::size_t k = 0; k < count; ++k) {
-      std::uint32_t len = op.len == 0 ? 0 : static_cast<std::uint32_t>(op.len) + static_cast<std::uint32_t>(k);
+      std::uint32_t len =
+          op.len == 0 ? 0 : static_cast<std::uint32_t>(op.len) + static_cast<std::uint32_t>(k);
       len = std::min<std::uint32_t>(len, kSlot);
       const auto slot = take_slot();
       FUZZ_CHECK(slot.has_value(), "harness: buffer slots exhausted");
@@ -377,7 +385,8 @@ class Harness {
         free_slots(r);
         return;
       }
-      FUZZ_CHECK(!expect, "add() accepted a request that must fail with %s", virtio::error_name(*expect));
+      FUZZ_CHECK(!expect, "add() accepted a request that must fail with %s",
+                 virtio::error_name(*expect));
       record_add(*res, std::move(r), shares_before, pages_before);
       return;
     }
@@ -390,7 +399,8 @@ class Harness {
       free_slots(r);
       return;
     }
-    FUZZ_CHECK(!expect, "add_notify_wait_pop added a request that add() must refuse (%s)", virtio::error_name(*expect));
+    FUZZ_CHECK(!expect, "add_notify_wait_pop added a request that add() must refuse (%s)",
+               virtio::error_name(*expect));
     const std::uint16_t token = rd16(avail() + ring::avail_ring_offset(avail_before & (n() - 1)));
     record_add(token, std::move(r), shares_before, pages_before, res.has_value());
     // The helper made its own notification decision (notify_if_needed).
@@ -398,7 +408,8 @@ class Harness {
     added_since_check_ = false;
     const Prediction p = predict(last_before, false);  // add() succeeded: it was not broken
     if (p.not_ready) {
-      FUZZ_CHECK(!res.has_value() && res.error() == Error::Timeout, "wait on a silent device did not time out");
+      FUZZ_CHECK(!res.has_value() && res.error() == Error::Timeout,
+                 "wait on a silent device did not time out");
       return;
     }
     settle_prediction(p, res, token);
@@ -408,12 +419,15 @@ class Harness {
     }
   }
 
-  void check_add_error(Error e, std::optional<Error> expect, std::size_t shares_before, std::size_t pages_before) {
+  void check_add_error(Error e, std::optional<Error> expect, std::size_t shares_before,
+                       std::size_t pages_before) {
     const auto s = mem_.stats();
     FUZZ_CHECK(s.shares_live == shares_before && s.pages_allocated == pages_before,
-               "a failed add left shares (%zu -> %zu) or pages behind", shares_before, s.shares_live);
+               "a failed add left shares (%zu -> %zu) or pages behind", shares_before,
+               s.shares_live);
     if (expect) {
-      FUZZ_CHECK(e == *expect, "add() failed with %s, expected %s", virtio::error_name(e), virtio::error_name(*expect));
+      FUZZ_CHECK(e == *expect, "add() failed with %s, expected %s", virtio::error_name(e),
+                 virtio::error_name(*expect));
     } else {
       // Only running out of bounce pages is a legitimate surprise.
       FUZZ_CHECK(e == Error::DmaError, "add() failed with %s", virtio::error_name(e));
@@ -421,8 +435,8 @@ class Harness {
   }
 
   // `consumed`: add_notify_wait_pop already popped (and unshared) it.
-  void record_add(std::uint16_t token, Request r, std::size_t shares_before, std::size_t pages_before,
-                  bool consumed = false) {
+  void record_add(std::uint16_t token, Request r, std::size_t shares_before,
+                  std::size_t pages_before, bool consumed = false) {
     FUZZ_CHECK(token < n(), "token %u >= size %u", token, n());
     FUZZ_CHECK(!outstanding_.count(token), "token %u handed out twice", token);
     // The chain as the device will see it: exactly the posted buffers (read before the device
@@ -447,7 +461,8 @@ class Harness {
       const bool last = k + 1 == r.bufs.size();
       const std::uint16_t want = static_cast<std::uint16_t>((b.writable ? ring::kDescFWrite : 0) |
                                                             (last ? 0 : ring::kDescFNext));
-      FUZZ_CHECK(d.flags.get() == want, "descriptor %zu flags %#x, expected %#x", k, d.flags.get(), want);
+      FUZZ_CHECK(d.flags.get() == want, "descriptor %zu flags %#x, expected %#x", k, d.flags.get(),
+                 want);
       FUZZ_CHECK(d.len.get() == b.len, "descriptor %zu len %u, posted %u", k, d.len.get(), b.len);
       b.paddr = d.addr.get();
       std::uint8_t* h = host_of(b.paddr, b.len);
@@ -455,7 +470,8 @@ class Harness {
       if (!in_.bounce && in_.in_arena) {
         FUZZ_CHECK(h == b.ptr, "identity share moved buffer %zu", k);
       } else {
-        FUZZ_CHECK(b.writable || std::memcmp(h, b.ptr, b.len) == 0, "bounce copy of readable buffer %zu differs", k);
+        FUZZ_CHECK(b.writable || std::memcmp(h, b.ptr, b.len) == 0,
+                   "bounce copy of readable buffer %zu differs", k);
         r.bounce_pages += virtio::pages_for(b.len);
       }
       i = d.next.get();
@@ -497,7 +513,8 @@ class Harness {
     ring::UsedElem e;
     std::memcpy(&e, used() + ring::used_ring_offset(last & (n() - 1)), sizeof e);
     const std::uint32_t id = e.id.get();
-    const auto it = id < n() ? outstanding_.find(static_cast<std::uint16_t>(id)) : outstanding_.end();
+    const auto it =
+        id < n() ? outstanding_.find(static_cast<std::uint16_t>(id)) : outstanding_.end();
     if (it == outstanding_.end()) {  // T13, T14
       p.broken = true;
       return p;
@@ -513,19 +530,22 @@ class Harness {
   }
 
   template <class R>
-  void settle_prediction(const Prediction& p, const R& res, std::optional<std::uint16_t> want_token) {
+  void settle_prediction(const Prediction& p, const R& res,
+                         std::optional<std::uint16_t> want_token) {
     if (p.broken) {
-      FUZZ_CHECK(!res.has_value() && res.error() == Error::DeviceBroken, "hostile used entry not rejected");
+      FUZZ_CHECK(!res.has_value() && res.error() == Error::DeviceBroken,
+                 "hostile used entry not rejected");
       FUZZ_CHECK(queue_->broken(), "queue not broken after a hostile used entry");
       return;
     }
     if (p.not_ready) {
-      FUZZ_CHECK(!res.has_value() && res.error() == Error::NotReady, "empty used ring did not give NotReady");
+      FUZZ_CHECK(!res.has_value() && res.error() == Error::NotReady,
+                 "empty used ring did not give NotReady");
       return;
     }
     if (want_token && *want_token != p.id) {
-      FUZZ_CHECK(!res.has_value() && res.error() == Error::WrongToken, "pop(%u) with %u next: not WrongToken",
-                 *want_token, p.id);
+      FUZZ_CHECK(!res.has_value() && res.error() == Error::WrongToken,
+                 "pop(%u) with %u next: not WrongToken", *want_token, p.id);
       FUZZ_CHECK(queue_->last_used() == last_used_, "WrongToken consumed the entry");
       return;
     }
@@ -543,7 +563,8 @@ class Harness {
       if (!b.writable) continue;
       for (std::uint32_t i = 0; i < b.len && off + i < r.device_wrote; ++i) {
         const std::uint8_t expect = r.expect[off + i];
-        FUZZ_CHECK(b.ptr[i] == expect, "completed data byte %u is %#x, device wrote %#x", off + i, b.ptr[i], expect);
+        FUZZ_CHECK(b.ptr[i] == expect, "completed data byte %u is %#x, device wrote %#x", off + i,
+                   b.ptr[i], expect);
       }
       off += b.len;
     }
@@ -558,8 +579,8 @@ class Harness {
     auto res = queue_->pop_used();
     settle_prediction(p, res, std::nullopt);
     if (res.has_value()) {
-      FUZZ_CHECK(res->token == p.id && res->len == p.len, "pop {%u,%u}, expected {%u,%u}", res->token, res->len, p.id,
-                 p.len);
+      FUZZ_CHECK(res->token == p.id && res->len == p.len, "pop {%u,%u}, expected {%u,%u}",
+                 res->token, res->len, p.id, p.len);
       completed(res->token, res->len);
     }
   }
@@ -625,7 +646,8 @@ class Harness {
   void scribble(const Op& op) {
     // F10: the device writes what it must not: the driver has to be unaffected.
     std::uint8_t buf[16] = {};
-    if (!op.bytes.empty()) std::memcpy(buf, op.bytes.data(), std::min<std::size_t>(op.bytes.size(), 16));
+    if (!op.bytes.empty())
+      std::memcpy(buf, op.bytes.data(), std::min<std::size_t>(op.bytes.size(), 16));
     if (op.id == 0) {
       std::memcpy(queue_->desc_table() + 16 * (op.pick % n()), buf, 16);
     } else if (op.id == 1) {
@@ -666,12 +688,14 @@ class Harness {
     // §2.7.7 / §2.7.10: what the driver publishes about its interrupt wishes.
     if (event_idx_) {
       const std::uint16_t v = rd16(avail() + ring::used_event_offset(n()));
-      const auto want = static_cast<std::uint16_t>(queue_->last_used() + (queue_->dev_notify_enabled() ? 0 : 0x8000));
+      const auto want = static_cast<std::uint16_t>(queue_->last_used() +
+                                                   (queue_->dev_notify_enabled() ? 0 : 0x8000));
       FUZZ_CHECK(v == want, "used_event %u, expected %u", v, want);
       FUZZ_CHECK(rd16(avail() + ring::avail_flags_offset()) == 0, "avail flags set with EVENT_IDX");
     } else {
       const std::uint16_t f = rd16(avail() + ring::avail_flags_offset());
-      FUZZ_CHECK(f == (queue_->dev_notify_enabled() ? 0 : ring::kAvailFNoInterrupt), "avail flags %#x", f);
+      FUZZ_CHECK(f == (queue_->dev_notify_enabled() ? 0 : ring::kAvailFNoInterrupt),
+                 "avail flags %#x", f);
     }
   }
 
@@ -682,14 +706,16 @@ class Harness {
     std::size_t detached = 0;
     while (auto token = queue_->detach_unused()) {
       auto it = outstanding_.find(*token);
-      FUZZ_CHECK(it != outstanding_.end(), "detach_unused returned token %u twice / not outstanding", *token);
+      FUZZ_CHECK(it != outstanding_.end(),
+                 "detach_unused returned token %u twice / not outstanding", *token);
       free_slots(it->second);
       outstanding_.erase(it);
       ++detached;
       FUZZ_CHECK(detached <= n(), "detach_unused does not end");
     }
     FUZZ_CHECK(outstanding_.empty(), "%zu tokens never came back", outstanding_.size());
-    FUZZ_CHECK(queue_->outstanding() == 0 && queue_->available_desc() == n(), "queue not empty after detach");
+    FUZZ_CHECK(queue_->outstanding() == 0 && queue_->available_desc() == n(),
+               "queue not empty after detach");
     dev_used_ = 0;
   }
 
@@ -698,8 +724,10 @@ class Harness {
     if (!restart) return;
     if (!init()) return;
     auto r = queue_->restart(*transport_);
-    FUZZ_CHECK(r.has_value(), "restart after reset failed: %s", r.has_value() ? "" : virtio::error_name(r.error()));
-    FUZZ_CHECK(!queue_->broken() && queue_->last_used() == 0 && queue_->avail_idx() == 0, "restart kept state");
+    FUZZ_CHECK(r.has_value(), "restart after reset failed: %s",
+               r.has_value() ? "" : virtio::error_name(r.error()));
+    FUZZ_CHECK(!queue_->broken() && queue_->last_used() == 0 && queue_->avail_idx() == 0,
+               "restart kept state");
     auto ok = virtio::finish_init(*transport_);
     FUZZ_CHECK(ok.has_value(), "finish_init after restart failed");
     last_used_ = 0;
@@ -719,7 +747,8 @@ class Harness {
         complete(op);
         break;
       case kUsedIdx:
-        dev_used_ = op.id <= 3 ? static_cast<std::uint16_t>(dev_used_ + op.id) : static_cast<std::uint16_t>(op.id);
+        dev_used_ = op.id <= 3 ? static_cast<std::uint16_t>(dev_used_ + op.id)
+                               : static_cast<std::uint16_t>(op.id);
         set_used_idx(dev_used_);
         break;
       case kUsedElem:
@@ -739,7 +768,8 @@ class Harness {
         break;
       case kCanPop: {
         const bool expect = queue_->broken() || used_idx_mem() != queue_->last_used();
-        FUZZ_CHECK(queue_->can_pop() == expect, "can_pop %d, expected %d", queue_->can_pop(), expect);
+        FUZZ_CHECK(queue_->can_pop() == expect, "can_pop %d, expected %d", queue_->can_pop(),
+                   expect);
         break;
       }
       case kShouldNotify:
@@ -751,7 +781,8 @@ class Harness {
         } else {
           const bool pending = queue_->enable_dev_notify_and_check();
           const bool expect = queue_->broken() || used_idx_mem() != queue_->last_used();
-          FUZZ_CHECK(pending == expect, "enable_dev_notify_and_check %d, expected %d", pending, expect);
+          FUZZ_CHECK(pending == expect, "enable_dev_notify_and_check %d, expected %d", pending,
+                     expect);
         }
         check_used_event();
         break;
@@ -771,20 +802,21 @@ class Harness {
   }
 
   void check_accounting() {
-    FUZZ_CHECK(queue_->outstanding() == outstanding_.size(), "outstanding %u, model %zu", queue_->outstanding(),
-               outstanding_.size());
+    FUZZ_CHECK(queue_->outstanding() == outstanding_.size(), "outstanding %u, model %zu",
+               queue_->outstanding(), outstanding_.size());
     std::size_t descs = 0, bufs = 0, pages = 0;
     for (const auto& [t, r] : outstanding_) {
       descs += r.descs;
       bufs += r.bufs.size();
       pages += r.bounce_pages;
     }
-    FUZZ_CHECK(queue_->available_desc() + descs == n(), "free %u + held %zu != size %u", queue_->available_desc(), descs,
-               n());
+    FUZZ_CHECK(queue_->available_desc() + descs == n(), "free %u + held %zu != size %u",
+               queue_->available_desc(), descs, n());
     const auto s = mem_.stats();
-    FUZZ_CHECK(s.shares_live == bufs, "shares alive %zu, outstanding buffers %zu", s.shares_live, bufs);
-    FUZZ_CHECK(s.pages_allocated == baseline_pages_ + pages, "pages %zu, expected %zu", s.pages_allocated,
-               baseline_pages_ + pages);
+    FUZZ_CHECK(s.shares_live == bufs, "shares alive %zu, outstanding buffers %zu", s.shares_live,
+               bufs);
+    FUZZ_CHECK(s.pages_allocated == baseline_pages_ + pages, "pages %zu, expected %zu",
+               s.pages_allocated, baseline_pages_ + pages);
   }
 
   const Input& in_;
@@ -868,24 +900,36 @@ std::vector<std::pair<std::string, Input>> seeds() {
   };
   for (int v = 0; v < 4; ++v) {
     Input in = base(v & 1, v & 2, v == 3);
-    in.ops = {add_op(1, 1), add_op(2, 2), add_op(1, 0), op_of(kShouldNotify), complete_op(1, 1000), complete_op(0, 3),
-              op_of(kCanPop), op_of(kPeek), op_of(kPop), op_of(kPop), add_op(0, 3, 100), op_of(kShouldNotify),
-              complete_op(0, 7), op_of(kPopToken), op_of(kPop), op_of(kPop), op_of(kDevNotify), op_of(kCanPop),
-              reset_op(true), add_op(1, 1), complete_op(0, 64), op_of(kPop)};
+    in.ops = {add_op(1, 1),         add_op(2, 2),      add_op(1, 0),      op_of(kShouldNotify),
+              complete_op(1, 1000), complete_op(0, 3), op_of(kCanPop),    op_of(kPeek),
+              op_of(kPop),          op_of(kPop),       add_op(0, 3, 100), op_of(kShouldNotify),
+              complete_op(0, 7),    op_of(kPopToken),  op_of(kPop),       op_of(kPop),
+              op_of(kDevNotify),    op_of(kCanPop),    reset_op(true),    add_op(1, 1),
+              complete_op(0, 64),   op_of(kPop)};
     out.emplace_back("valid-" + std::to_string(v), in);
   }
   const std::pair<const char*, std::vector<Op>> hostile[] = {
-      {"id-out-of-range", {add_op(1, 1), bad_complete(40, 1), op_of(kPop), op_of(kPop), add_op(1, 1), reset_op(true)}},
-      {"id-not-in-flight", {add_op(1, 1), bad_complete(5, 1), op_of(kPeek), reset_op(true), add_op(1, 1)}},
-      {"duplicate", {add_op(1, 1), complete_op(0, 1), complete_op(0, 1), op_of(kPop), op_of(kPop), reset_op(false)}},
+      {"id-out-of-range",
+       {add_op(1, 1), bad_complete(40, 1), op_of(kPop), op_of(kPop), add_op(1, 1), reset_op(true)}},
+      {"id-not-in-flight",
+       {add_op(1, 1), bad_complete(5, 1), op_of(kPeek), reset_op(true), add_op(1, 1)}},
+      {"duplicate",
+       {add_op(1, 1), complete_op(0, 1), complete_op(0, 1), op_of(kPop), op_of(kPop),
+        reset_op(false)}},
       {"len-too-long", {add_op(1, 1, 16), bad_complete(0, 17), op_of(kPop), reset_op(true)}},
       {"len-ignored-tx", {add_op(2, 0, 16), bad_complete(0, 0xffff'ffff), op_of(kPop)}},
       {"idx-jump", {add_op(1, 1), add_op(1, 1), idx_op(1000), op_of(kPop), reset_op(true)}},
-      {"idx-backwards", {add_op(1, 1), complete_op(0, 1), op_of(kPop), idx_op(0xffff), op_of(kCanPop), op_of(kPop)}},
-      {"wrong-token", {add_op(1, 1), add_op(1, 1), complete_op(1, 1), op_of(kPopToken), op_of(kPopToken), op_of(kPop)}},
-      {"queue-full", {add_op(3, 3), add_op(3, 3), add_op(3, 3), add_op(3, 3), add_op(3, 3), add_op(3, 3), add_op(0, 0),
-                      add_op(1, 1, 0), op_of(kPop), reset_op(true)}},
-      {"wait-pop", {add_op(1, 1), op_of(kWaitPop), complete_op(0, 1), op_of(kWaitPop), op_of(kPop), op_of(kPop)}},
+      {"idx-backwards",
+       {add_op(1, 1), complete_op(0, 1), op_of(kPop), idx_op(0xffff), op_of(kCanPop), op_of(kPop)}},
+      {"wrong-token",
+       {add_op(1, 1), add_op(1, 1), complete_op(1, 1), op_of(kPopToken), op_of(kPopToken),
+        op_of(kPop)}},
+      {"queue-full",
+       {add_op(3, 3), add_op(3, 3), add_op(3, 3), add_op(3, 3), add_op(3, 3), add_op(3, 3),
+        add_op(0, 0), add_op(1, 1, 0), op_of(kPop), reset_op(true)}},
+      {"wait-pop",
+       {add_op(1, 1), op_of(kWaitPop), complete_op(0, 1), op_of(kWaitPop), op_of(kPop),
+        op_of(kPop)}},
   };
   for (const auto& [name, ops] : hostile) {
     Input in = base(true, true, false);
@@ -900,8 +944,8 @@ std::vector<std::pair<std::string, Input>> seeds() {
     s1.id = 1;
     Op s2 = s0;
     s2.id = 2;
-    in.ops = {add_op(2, 2), add_op(1, 1), s0, s1, s2, complete_op(0, 100), complete_op(1, 5), op_of(kPop), op_of(kPop),
-              reset_op(true)};
+    in.ops = {add_op(2, 2),        add_op(1, 1),      s0,          s1,          s2,
+              complete_op(0, 100), complete_op(1, 5), op_of(kPop), op_of(kPop), reset_op(true)};
     out.emplace_back("scribble", in);
   }
   {
@@ -909,7 +953,8 @@ std::vector<std::pair<std::string, Input>> seeds() {
     in.legacy = true;
     in.max = 100;  // not a power of two: 32 is used
     in.in_arena = false;
-    in.ops = {add_op(1, 2), complete_op(0, 9), op_of(kPop), op_of(kShouldNotify), reset_op(true), add_op(1, 1)};
+    in.ops = {add_op(1, 2),         complete_op(0, 9), op_of(kPop),
+              op_of(kShouldNotify), reset_op(true),    add_op(1, 1)};
     out.emplace_back("legacy-odd-max", in);
     Input zero = base(true, true, false);
     zero.max = 0;

@@ -67,7 +67,7 @@ struct Op {
   std::uint32_t type = gpu::cmd::kGetDisplayInfo;
   bool fence = false;
   std::uint64_t fence_id = 0;
-  std::uint32_t id = 1;        // resource id
+  std::uint32_t id = 1;  // resource id
   std::uint32_t format = gpu::format::kB8G8R8A8Unorm;
   std::uint32_t a = 16, b = 16, c = 0, d = 0;  // width/height or rect x,y,w,h or scanout...
   std::uint32_t scanout = 0;
@@ -83,10 +83,16 @@ struct Input {
   std::vector<Op> ops;
 };
 
-constexpr std::uint32_t kTypes[] = {gpu::cmd::kGetDisplayInfo, gpu::cmd::kGetEdid, gpu::cmd::kResourceCreate2d,
-                                    gpu::cmd::kResourceUnref, gpu::cmd::kSetScanout, gpu::cmd::kResourceFlush,
-                                    gpu::cmd::kTransferToHost2d, gpu::cmd::kResourceAttachBacking,
-                                    gpu::cmd::kResourceDetachBacking, gpu::cmd::kGetCapsetInfo,
+constexpr std::uint32_t kTypes[] = {gpu::cmd::kGetDisplayInfo,
+                                    gpu::cmd::kGetEdid,
+                                    gpu::cmd::kResourceCreate2d,
+                                    gpu::cmd::kResourceUnref,
+                                    gpu::cmd::kSetScanout,
+                                    gpu::cmd::kResourceFlush,
+                                    gpu::cmd::kTransferToHost2d,
+                                    gpu::cmd::kResourceAttachBacking,
+                                    gpu::cmd::kResourceDetachBacking,
+                                    gpu::cmd::kGetCapsetInfo,
                                     gpu::cmd::kResourceCreateBlob};
 constexpr std::uint32_t kFormats[] = {gpu::format::kB8G8R8A8Unorm, gpu::format::kB8G8R8X8Unorm,
                                       gpu::format::kA8R8G8B8Unorm, gpu::format::kX8R8G8B8Unorm,
@@ -131,7 +137,8 @@ class Harness {
     cfg.max_hostmem = kHostmem;
     dev_ = std::make_unique<GpuDevice>(cfg);
     dev_->attach_memory(&mem_);
-    const std::uint32_t n = in.scanouts == 0 ? 1 : std::min<std::uint32_t>(in.scanouts, gpu::kMaxScanouts);
+    const std::uint32_t n =
+        in.scanouts == 0 ? 1 : std::min<std::uint32_t>(in.scanouts, gpu::kMaxScanouts);
     scanouts_ = n;
   }
 
@@ -172,7 +179,8 @@ class Harness {
       avail_idx_[q] = 0;
       used_seen_[q] = 0;
     }
-    d.write_status(status::kAcknowledge | status::kDriver | status::kFeaturesOk | status::kDriverOk);
+    d.write_status(status::kAcknowledge | status::kDriver | status::kFeaturesOk |
+                   status::kDriverOk);
     FUZZ_CHECK(!d.needs_reset(), "activation failed");
     return true;
   }
@@ -184,7 +192,8 @@ class Harness {
     bool completed = false;
     std::uint32_t len = 0;
   };
-  FUZZ_NOCOV Done submit(std::uint16_t q, const std::vector<std::uint8_t>& cmd, std::uint32_t resp_len) {
+  FUZZ_NOCOV Done submit(std::uint16_t q, const std::vector<std::uint8_t>& cmd,
+                         std::uint32_t resp_len) {
     const PhysAddr c = kCmd;
     const PhysAddr r = kCmd + 0x2000;
     std::memcpy(host(c), cmd.data(), cmd.size());
@@ -208,7 +217,8 @@ class Harness {
     const PhysAddr used = kRing[q] + 0x800;
     std::memcpy(host(avail + ring::avail_ring_offset(avail_idx_[q] % kQ)), &head, 2);
     avail_idx_[q] = static_cast<std::uint16_t>(avail_idx_[q] + 1);
-    virtio::atomic::store_release(reinterpret_cast<std::uint16_t*>(host(avail + ring::avail_idx_offset())), avail_idx_[q]);
+    virtio::atomic::store_release(
+        reinterpret_cast<std::uint16_t*>(host(avail + ring::avail_idx_offset())), avail_idx_[q]);
     dev_->notify(q);
     std::uint16_t idx;
     std::memcpy(&idx, host(used + ring::used_idx_offset()), 2);
@@ -220,7 +230,8 @@ class Harness {
       std::memcpy(&e, host(used + ring::used_ring_offset(used_seen_[q] % kQ)), sizeof e);
       FUZZ_CHECK(e.id.get() == head, "used id %u", e.id.get());
       FUZZ_CHECK(e.len.get() <= resp_len, "used len %u > writable %u", e.len.get(), resp_len);
-      for (std::uint32_t i = resp_len; i < 0x1000; ++i) FUZZ_CHECK(host(r)[i] == 0xee, "written beyond the response buffer");
+      for (std::uint32_t i = resp_len; i < 0x1000; ++i)
+        FUZZ_CHECK(host(r)[i] == 0xee, "written beyond the response buffer");
       dn.completed = true;
       dn.len = e.len.get();
       used_seen_[q] = idx;
@@ -315,7 +326,8 @@ class Harness {
         for (std::size_t k = 0; k < n; ++k) {
           gpu::MemEntry e{};
           const std::uint64_t page = op.entries[2 * k] % (kBackingLen / 4096);
-          e.addr = (op.entries[2 * k] == 0xff) ? 0x10 : kBacking + page * 4096;  // rarely outside memory
+          e.addr =
+              (op.entries[2 * k] == 0xff) ? 0x10 : kBacking + page * 4096;  // rarely outside memory
           e.length = static_cast<std::uint32_t>(std::uint32_t{op.entries[2 * k + 1]} * 512 + 1);
           const auto v = bytes_of(e);
           cmd.insert(cmd.end(), v.begin(), v.end());
@@ -329,7 +341,7 @@ class Harness {
     const std::size_t full = cmd.size();
     if (op.cut != 0) cmd.resize(full - std::min<std::size_t>(op.cut % full, full - 1));
     const bool truncated = cmd.size() < full;
-    const std::uint32_t resp_len = op.resp == 1 ? static_cast<std::uint32_t>(full_resp)
+    const std::uint32_t resp_len = op.resp == 1   ? static_cast<std::uint32_t>(full_resp)
                                    : op.resp == 0 ? 0u
                                                   : std::min<std::uint32_t>(op.resp, 0x1000);
     const auto before_resources = dev_->live_resources();
@@ -338,7 +350,8 @@ class Harness {
     // Without a readable answer the model learns the outcome from the resource count.
     const auto resync = [&] {
       const auto now = dev_->live_resources();
-      if (op.type == gpu::cmd::kResourceCreate2d && now == before_resources + 1) live_.insert(op.id);
+      if (op.type == gpu::cmd::kResourceCreate2d && now == before_resources + 1)
+        live_.insert(op.id);
       if (op.type == gpu::cmd::kResourceUnref && now + 1 == before_resources) live_.erase(op.id);
     };
     if (resp_len == 0) {
@@ -348,7 +361,8 @@ class Harness {
       return;
     }
     if (d.len < sizeof(gpu::CtrlHeader)) {
-      FUZZ_CHECK(d.len == std::min<std::uint32_t>(resp_len, sizeof(gpu::CtrlHeader)), "short answer of %u bytes", d.len);
+      FUZZ_CHECK(d.len == std::min<std::uint32_t>(resp_len, sizeof(gpu::CtrlHeader)),
+                 "short answer of %u bytes", d.len);
       resync();
       return;
     }
@@ -386,7 +400,8 @@ class Harness {
     if (truncated) FUZZ_CHECK(err, "a truncated command %#x answered %#x", op.type, t);
     // §5.7.6.7: a fenced answer echoes FENCE and fence_id.
     if (op.fence && cmd.size() >= sizeof(gpu::CtrlHeader)) {  // a header it could read
-      FUZZ_CHECK((out.flags.get() & gpu::kFlagFence) && out.fence_id.get() == op.fence_id, "fence not echoed");
+      FUZZ_CHECK((out.flags.get() & gpu::kFlagFence) && out.fence_id.get() == op.fence_id,
+                 "fence not echoed");
     }
     // The resource model.
     if (op.type == gpu::cmd::kResourceCreate2d && !truncated) {
@@ -397,16 +412,19 @@ class Harness {
     }
     if (op.type == gpu::cmd::kResourceUnref && !truncated) {
       if (!live_.count(op.id)) {
-        FUZZ_CHECK(t == gpu::resp::kErrInvalidResourceId, "UNREF of unknown id %u answered %#x", op.id, t);
+        FUZZ_CHECK(t == gpu::resp::kErrInvalidResourceId, "UNREF of unknown id %u answered %#x",
+                   op.id, t);
       } else {
         FUZZ_CHECK(t == gpu::resp::kOkNodata, "UNREF of live id %u answered %#x", op.id, t);
         live_.erase(op.id);
       }
     }
     if ((op.type == gpu::cmd::kResourceFlush || op.type == gpu::cmd::kTransferToHost2d ||
-         op.type == gpu::cmd::kResourceAttachBacking || op.type == gpu::cmd::kResourceDetachBacking) &&
+         op.type == gpu::cmd::kResourceAttachBacking ||
+         op.type == gpu::cmd::kResourceDetachBacking) &&
         !truncated && !live_.count(op.id)) {
-      FUZZ_CHECK(t == gpu::resp::kErrInvalidResourceId, "command %#x on unknown id %u answered %#x", op.type, op.id, t);
+      FUZZ_CHECK(t == gpu::resp::kErrInvalidResourceId, "command %#x on unknown id %u answered %#x",
+                 op.type, op.id, t);
     }
   }
 
@@ -434,22 +452,23 @@ class Harness {
   }
 
   void check_empty(const char* when) {
-    FUZZ_CHECK(dev_->live_resources() == 0 && dev_->hostmem_used() == 0 && dev_->live_backing_entries() == 0 &&
-                   dev_->live_frames() == 0,
-               "%s: %zu resources, %llu bytes, %zu backing entries, %zu frames left", when, dev_->live_resources(),
-               static_cast<unsigned long long>(dev_->hostmem_used()), dev_->live_backing_entries(), dev_->live_frames());
+    FUZZ_CHECK(dev_->live_resources() == 0 && dev_->hostmem_used() == 0 &&
+                   dev_->live_backing_entries() == 0 && dev_->live_frames() == 0,
+               "%s: %zu resources, %llu bytes, %zu backing entries, %zu frames left", when,
+               dev_->live_resources(), static_cast<unsigned long long>(dev_->hostmem_used()),
+               dev_->live_backing_entries(), dev_->live_frames());
     live_.clear();
   }
 
   void check_always() {
     FUZZ_CHECK(dev_->hostmem_used() <= kHostmem, "host memory %llu over the budget",
                static_cast<unsigned long long>(dev_->hostmem_used()));
-    FUZZ_CHECK(dev_->live_resources() == live_.size(), "device has %zu resources, model %zu", dev_->live_resources(),
-               live_.size());
+    FUZZ_CHECK(dev_->live_resources() == live_.size(), "device has %zu resources, model %zu",
+               dev_->live_resources(), live_.size());
     for (std::uint32_t s = 0; s < scanouts_; ++s) {
       const auto st = dev_->scanout_state(s);
-      FUZZ_CHECK(st.resource_id == 0 || live_.count(st.resource_id), "scanout %u shows freed resource %u", s,
-                 st.resource_id);
+      FUZZ_CHECK(st.resource_id == 0 || live_.count(st.resource_id),
+                 "scanout %u shows freed resource %u", s, st.resource_id);
     }
   }
 
@@ -515,10 +534,19 @@ std::vector<std::pair<std::string, Input>> seeds() {
     Op cur;
     cur.kind = kCursor;
     cur.type = gpu::cmd::kMoveCursor;
-    in.ops = {cmd_op(gpu::cmd::kGetDisplayInfo), cmd_op(gpu::cmd::kGetEdid), cmd_op(gpu::cmd::kResourceCreate2d),
-              attach, fenced, cmd_op(gpu::cmd::kSetScanout), cmd_op(gpu::cmd::kResourceFlush), cur,
-              cmd_op(gpu::cmd::kResourceDetachBacking), cmd_op(gpu::cmd::kResourceUnref),
-              cmd_op(gpu::cmd::kResourceUnref), cmd_op(gpu::cmd::kResourceCreate2d, 0), cmd_op(0x0200)};
+    in.ops = {cmd_op(gpu::cmd::kGetDisplayInfo),
+              cmd_op(gpu::cmd::kGetEdid),
+              cmd_op(gpu::cmd::kResourceCreate2d),
+              attach,
+              fenced,
+              cmd_op(gpu::cmd::kSetScanout),
+              cmd_op(gpu::cmd::kResourceFlush),
+              cur,
+              cmd_op(gpu::cmd::kResourceDetachBacking),
+              cmd_op(gpu::cmd::kResourceUnref),
+              cmd_op(gpu::cmd::kResourceUnref),
+              cmd_op(gpu::cmd::kResourceCreate2d, 0),
+              cmd_op(0x0200)};
     out.emplace_back("lifecycle", in);
   }
   {
@@ -539,8 +567,18 @@ std::vector<std::pair<std::string, Input>> seeds() {
     huge_nr.nr_override = 100000;
     Op outside = cmd_op(gpu::cmd::kResourceAttachBacking, 1);
     outside.entries = {0xff, 4};
-    in.ops = {cmd_op(gpu::cmd::kResourceCreate2d, 1), big, wrap, bad_scanout, short_resp, no_resp, cut, huge_nr,
-              outside, cmd_op(gpu::cmd::kResourceCreate2d, 1), kind_op(kReset), cmd_op(gpu::cmd::kResourceCreate2d, 1),
+    in.ops = {cmd_op(gpu::cmd::kResourceCreate2d, 1),
+              big,
+              wrap,
+              bad_scanout,
+              short_resp,
+              no_resp,
+              cut,
+              huge_nr,
+              outside,
+              cmd_op(gpu::cmd::kResourceCreate2d, 1),
+              kind_op(kReset),
+              cmd_op(gpu::cmd::kResourceCreate2d, 1),
               kind_op(kUnrefAll)};
     out.emplace_back("errors", in);
   }

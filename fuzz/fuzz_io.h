@@ -73,8 +73,8 @@ __attribute__((format(printf, 1, 2))) inline void trace(const char* fmt, ...) {
 #endif
 
 // FUZZ_CHECK(cond, "printf format", args...): an invariant of the plan, not a sanity check.
-#define FUZZ_CHECK(cond, ...)                                                   \
-  do {                                                                          \
+#define FUZZ_CHECK(cond, ...)                                                          \
+  do {                                                                                 \
     if (!(cond)) ::virtio::fuzz::check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__); \
   } while (0)
 
@@ -94,7 +94,9 @@ class Reader {
   }
   void flag(bool& b) { b = fdp_.ConsumeBool(); }
   // Exactly `n` bytes when the input has them (fewer, possibly 0, at its end).
-  void bytes(std::vector<std::uint8_t>& v, std::size_t n) { v = fdp_.ConsumeBytes<std::uint8_t>(n); }
+  void bytes(std::vector<std::uint8_t>& v, std::size_t n) {
+    v = fdp_.ConsumeBytes<std::uint8_t>(n);
+  }
   bool more() { return fdp_.remaining_bytes() > 0; }
   std::size_t remaining() { return fdp_.remaining_bytes(); }
 
@@ -121,7 +123,8 @@ class Writer {
     // FuzzedDataProvider pulls one byte per 8 bits of range, most significant first.
     unsigned k = 0;
     while (k < sizeof(T) && (range >> (8 * k)) > 0) ++k;
-    for (unsigned i = k; i > 0; --i) tail_.push_back(static_cast<std::uint8_t>(result >> (8 * (i - 1))));
+    for (unsigned i = k; i > 0; --i)
+      tail_.push_back(static_cast<std::uint8_t>(result >> (8 * (i - 1))));
   }
   void flag(bool& b) {
     std::uint8_t v = b ? 1 : 0;
@@ -254,14 +257,15 @@ std::vector<virtio::fuzz::Seed> virtio_fuzz_seeds();
 //   schema(io, Input&)     a generic lambda or function template instance over Reader/Writer
 //   run(const Input&)      executes the input and FUZZ_CHECKs the invariants
 //   seeds()                std::vector<std::pair<std::string, Input>>: the hand-written seeds
-#define VIRTIO_FUZZ_TARGET(InputType, schema_fn, run_fn, seeds_fn)                              \
-  extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {           \
-    const InputType in = ::virtio::fuzz::decode<InputType>(data, size, schema_fn);               \
-    run_fn(in);                                                                                  \
-    return 0;                                                                                    \
-  }                                                                                              \
-  std::vector<virtio::fuzz::Seed> virtio_fuzz_seeds() {                                          \
-    std::vector<virtio::fuzz::Seed> out;                                                         \
-    for (auto& [name, in] : seeds_fn()) out.push_back(::virtio::fuzz::make_seed(name, in, schema_fn)); \
-    return out;                                                                                  \
+#define VIRTIO_FUZZ_TARGET(InputType, schema_fn, run_fn, seeds_fn)                    \
+  extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) { \
+    const InputType in = ::virtio::fuzz::decode<InputType>(data, size, schema_fn);    \
+    run_fn(in);                                                                       \
+    return 0;                                                                         \
+  }                                                                                   \
+  std::vector<virtio::fuzz::Seed> virtio_fuzz_seeds() {                               \
+    std::vector<virtio::fuzz::Seed> out;                                              \
+    for (auto& [name, in] : seeds_fn())                                               \
+      out.push_back(::virtio::fuzz::make_seed(name, in, schema_fn));                  \
+    return out;                                                                       \
   }

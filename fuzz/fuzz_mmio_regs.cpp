@@ -69,23 +69,27 @@ enum OpKind : std::uint8_t {
   kInit,        // reset, ACK, DRIVER, features, FEATURES_OK (modern)
   kSetupQueue,  // select, size, addresses, ready (or PFN)
   kDriverOk,
-  kChain,       // a valid chain on a queue + notify
-  kEvent,       // device side: config change, NEEDS_RESET, used interrupt
-  kMemWrite,    // raw guest memory
+  kChain,     // a valid chain on a queue + notify
+  kEvent,     // device side: config change, NEEDS_RESET, used interrupt
+  kMemWrite,  // raw guest memory
   kOpKinds,
 };
 
 constexpr std::uint16_t kRegs[] = {
-    mmio::kMagicValue,     mmio::kVersion,          mmio::kDeviceId,        mmio::kVendorId,
-    mmio::kDeviceFeatures, mmio::kDeviceFeaturesSel, mmio::kDriverFeatures, mmio::kDriverFeaturesSel,
-    mmio::kGuestPageSize,  mmio::kQueueSel,         mmio::kQueueNumMax,     mmio::kQueueNum,
-    mmio::kQueueAlign,     mmio::kQueuePfn,         mmio::kQueueReady,      mmio::kQueueNotify,
-    mmio::kInterruptStatus, mmio::kInterruptAck,    mmio::kStatus,          mmio::kQueueDescLow,
-    mmio::kQueueDescHigh,  mmio::kQueueDriverLow,   mmio::kQueueDriverHigh, mmio::kQueueDeviceLow,
-    mmio::kQueueDeviceHigh, mmio::kConfigGeneration, mmio::kConfig,         mmio::kConfig + 4,
-    mmio::kConfig + 12,    mmio::kConfig + 16,      0x0fc + 0x104};
-constexpr std::uint32_t kValues[] = {0, 1, 2, 3, 4, 7, 8, 11, 15, 0x40, 0x80, 0x8b, 4096, 256, 64, 5,
-                                     0xffff'ffff, 0x8000'0000, 0x0000'8000, 0x1000'0000};
+    mmio::kMagicValue,      mmio::kVersion,           mmio::kDeviceId,
+    mmio::kVendorId,        mmio::kDeviceFeatures,    mmio::kDeviceFeaturesSel,
+    mmio::kDriverFeatures,  mmio::kDriverFeaturesSel, mmio::kGuestPageSize,
+    mmio::kQueueSel,        mmio::kQueueNumMax,       mmio::kQueueNum,
+    mmio::kQueueAlign,      mmio::kQueuePfn,          mmio::kQueueReady,
+    mmio::kQueueNotify,     mmio::kInterruptStatus,   mmio::kInterruptAck,
+    mmio::kStatus,          mmio::kQueueDescLow,      mmio::kQueueDescHigh,
+    mmio::kQueueDriverLow,  mmio::kQueueDriverHigh,   mmio::kQueueDeviceLow,
+    mmio::kQueueDeviceHigh, mmio::kConfigGeneration,  mmio::kConfig,
+    mmio::kConfig + 4,      mmio::kConfig + 12,       mmio::kConfig + 16,
+    0x0fc + 0x104};
+constexpr std::uint32_t kValues[] = {0,  1,  2,           3,           4,           7,          8,
+                                     11, 15, 0x40,        0x80,        0x8b,        4096,       256,
+                                     64, 5,  0xffff'ffff, 0x8000'0000, 0x0000'8000, 0x1000'0000};
 
 struct Op {
   std::uint8_t kind = kRead;
@@ -215,14 +219,16 @@ class Harness {
         FUZZ_CHECK(v == (in_.faults & 128 ? 3u : legacy() ? 1u : 2u), "version %#x", v);
         break;
       case mmio::kDeviceId:
-        FUZZ_CHECK(v == static_cast<std::uint32_t>(virtio::DeviceId::EntropySource), "device id %#x", v);
+        FUZZ_CHECK(v == static_cast<std::uint32_t>(virtio::DeviceId::EntropySource),
+                   "device id %#x", v);
         break;
       case mmio::kVendorId:
         FUZZ_CHECK(v == MmioDevice::kVendorQemu, "vendor %#x", v);
         break;
       case mmio::kDeviceFeatures:
         if (legacy()) {
-          FUZZ_CHECK(features_sel_ == 0 || v == 0, "legacy device offers feature bits >= 32 (%#x)", v);
+          FUZZ_CHECK(features_sel_ == 0 || v == 0, "legacy device offers feature bits >= 32 (%#x)",
+                     v);
         }
         if (features_sel_ == 1 && (legacy() || (in_.faults & 32))) {
           FUZZ_CHECK((v & 1) == 0, "VERSION_1 offered by a legacy / F17 device");
@@ -233,8 +239,11 @@ class Harness {
         FUZZ_CHECK(v == max_of(q), "QueueNumMax(%u) %u, expected %u", q, v, max_of(q));
         break;
       case mmio::kQueueReady:
-        if (legacy() || q >= kQueues) FUZZ_CHECK(v == 0, "QueueReady(%u) reads %u", q, v);
-        else FUZZ_CHECK(v == ((after.queues[q].ready || (in_.faults & 8)) ? 1u : 0u), "QueueReady mismatch");
+        if (legacy() || q >= kQueues)
+          FUZZ_CHECK(v == 0, "QueueReady(%u) reads %u", q, v);
+        else
+          FUZZ_CHECK(v == ((after.queues[q].ready || (in_.faults & 8)) ? 1u : 0u),
+                     "QueueReady mismatch");
         break;
       case mmio::kInterruptStatus:
         FUZZ_CHECK(v == after.isr, "InterruptStatus %#x, model %#x", v, after.isr);
@@ -289,7 +298,8 @@ class Harness {
     const int qi = exists ? static_cast<int>(q) : -1;
     switch (off) {
       case mmio::kStatus:
-        virtio::fuzz::check_status_write(before, after, static_cast<std::uint8_t>(value & 0xff), model_, legacy());
+        virtio::fuzz::check_status_write(before, after, static_cast<std::uint8_t>(value & 0xff),
+                                         model_, legacy());
         if ((value & 0xff) == 0 && after.status == 0) have_generation_ = false;
         break;
       case mmio::kDeviceFeaturesSel:
@@ -303,13 +313,16 @@ class Harness {
       case mmio::kDriverFeatures: {
         virtio::fuzz::check_queues_unchanged(before, after, -1, "DriverFeatures");
         const bool ok = (before.status & status::kDriver) &&
-                        !(before.status & (status::kFeaturesOk | status::kDriverOk)) && driver_sel_ <= 1;
+                        !(before.status & (status::kFeaturesOk | status::kDriverOk)) &&
+                        driver_sel_ <= 1;
         std::uint64_t expect = before.driver_features;
         if (ok) {
           const unsigned shift = 32 * driver_sel_;
-          expect = (expect & ~(std::uint64_t{0xffff'ffff} << shift)) | (std::uint64_t{value} << shift);
+          expect =
+              (expect & ~(std::uint64_t{0xffff'ffff} << shift)) | (std::uint64_t{value} << shift);
         }
-        FUZZ_CHECK(after.driver_features == expect, "DriverFeatures write outside DRIVER..FEATURES_OK latched");
+        FUZZ_CHECK(after.driver_features == expect,
+                   "DriverFeatures write outside DRIVER..FEATURES_OK latched");
         break;
       }
       case mmio::kGuestPageSize:
@@ -325,8 +338,8 @@ class Harness {
         if (!exists) break;
         const bool latch = writable && pow2(value) && value <= max_of(q);
         FUZZ_CHECK(after.queues[q].size == (latch ? value : before.queues[q].size),
-                   "QueueNum %u latched=%u (ready %d, status %#x, max %u)", value, after.queues[q].size,
-                   before.queues[q].ready, before.status, max_of(q));
+                   "QueueNum %u latched=%u (ready %d, status %#x, max %u)", value,
+                   after.queues[q].size, before.queues[q].ready, before.status, max_of(q));
         if (latch) {
           auto b = before.queues[q];
           b.size = static_cast<std::uint16_t>(value);
@@ -344,7 +357,9 @@ class Harness {
         if (!exists) break;
         auto expect = before.queues[q];
         if (writable && !legacy()) {
-          PhysAddr* f = off < mmio::kQueueDriverLow ? &expect.desc : off < mmio::kQueueDeviceLow ? &expect.driver : &expect.device;
+          PhysAddr* f = off < mmio::kQueueDriverLow   ? &expect.desc
+                        : off < mmio::kQueueDeviceLow ? &expect.driver
+                                                      : &expect.device;
           if (off & 4) {
             *f = (*f & 0xffff'ffffULL) | (PhysAddr{value} << 32);
           } else {
@@ -352,8 +367,8 @@ class Harness {
           }
         }
         FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]),
-                   "queue address write at %#x: immutability broken (ready %d, status %#x)", off, before.queues[q].ready,
-                   before.status);
+                   "queue address write at %#x: immutability broken (ready %d, status %#x)", off,
+                   before.queues[q].ready, before.status);
         break;
       }
       case mmio::kQueueReady: {
@@ -367,8 +382,9 @@ class Harness {
             expect.ready = false;
           }
         }
-        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]), "QueueReady=%u: ready %d -> %d (status %#x)",
-                   value, before.queues[q].ready, after.queues[q].ready, before.status);
+        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]),
+                   "QueueReady=%u: ready %d -> %d (status %#x)", value, before.queues[q].ready,
+                   after.queues[q].ready, before.status);
         break;
       }
       case mmio::kQueueAlign: {
@@ -376,7 +392,8 @@ class Harness {
         if (!exists) break;
         auto expect = before.queues[q];
         if (legacy() && writable && pow2(value)) expect.legacy_align = value;
-        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]), "QueueAlign %#x mishandled", value);
+        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]), "QueueAlign %#x mishandled",
+                   value);
         break;
       }
       case mmio::kQueuePfn: {
@@ -390,7 +407,8 @@ class Harness {
           } else if (!before.queues[q].ready && before.queues[q].size != 0 && page_size_ != 0) {
             const std::uint64_t n = before.queues[q].size;
             const std::uint64_t desc = std::uint64_t{value} * page_size_;
-            const std::uint64_t avail_end = desc + ring::desc_table_size(n) + ring::avail_ring_size(n);
+            const std::uint64_t avail_end =
+                desc + ring::desc_table_size(n) + ring::avail_ring_size(n);
             const std::uint64_t align = before.queues[q].legacy_align;
             expect.legacy_pfn = value;
             expect.desc = desc;
@@ -399,7 +417,8 @@ class Harness {
             expect.ready = true;
           }
         }
-        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]), "QueuePFN %#x mishandled", value);
+        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]), "QueuePFN %#x mishandled",
+                   value);
         break;
       }
       case mmio::kQueueNotify:
@@ -409,7 +428,8 @@ class Harness {
         virtio::fuzz::check_queues_unchanged(before, after, -1, "a notify");
         break;
       case mmio::kInterruptAck:
-        FUZZ_CHECK(after.isr == (before.isr & ~value), "InterruptACK %#x: isr %#x -> %#x", value, before.isr, after.isr);
+        FUZZ_CHECK(after.isr == (before.isr & ~value), "InterruptACK %#x: isr %#x -> %#x", value,
+                   before.isr, after.isr);
         break;
       default:
         // Read-only or reserved registers: nothing changes.
@@ -466,7 +486,8 @@ class Harness {
 
   void driver_ok() {
     const std::uint8_t s = model_.status();
-    write(mmio::kStatus, 4, static_cast<std::uint8_t>((s & ~status::kDeviceNeedsReset) | status::kDriverOk));
+    write(mmio::kStatus, 4,
+          static_cast<std::uint8_t>((s & ~status::kDeviceNeedsReset) | status::kDriverOk));
   }
 
   std::uint8_t* host(PhysAddr pa) { return mem_.host_base() + (pa - kBase); }
@@ -483,7 +504,8 @@ class Harness {
   void chain(std::uint32_t q, std::uint32_t shape, const std::vector<std::uint8_t>& payload) {
     const virtio::emu::QueueConfig cfg = *model_.queue(static_cast<std::uint16_t>(q));
     const std::uint32_t n = cfg.size;
-    if (!pow2(n) || !in_arena(cfg.desc, ring::desc_table_size(n)) || !in_arena(cfg.driver, ring::avail_ring_size(n)) ||
+    if (!pow2(n) || !in_arena(cfg.desc, ring::desc_table_size(n)) ||
+        !in_arena(cfg.driver, ring::avail_ring_size(n)) ||
         !in_arena(cfg.device, ring::used_ring_size(n))) {
       return;
     }
@@ -492,11 +514,13 @@ class Harness {
     const bool two = n >= 2;
     const PhysAddr rbuf = kData + (q * 0x1000);
     const PhysAddr wbuf = rbuf + 0x800;
-    for (std::uint32_t i = 0; i < rlen; ++i) host(rbuf)[i] = payload.empty() ? static_cast<std::uint8_t>(i) : payload[i % payload.size()];
+    for (std::uint32_t i = 0; i < rlen; ++i)
+      host(rbuf)[i] = payload.empty() ? static_cast<std::uint8_t>(i) : payload[i % payload.size()];
     std::memset(host(wbuf), 0xee, wlen);
     const std::uint16_t avail_mem = get16(cfg.driver + ring::avail_idx_offset());
     const std::uint16_t head = static_cast<std::uint16_t>(avail_mem % n);
-    const auto write_desc = [&](std::uint32_t i, PhysAddr a, std::uint32_t len, std::uint16_t flags, std::uint16_t next) {
+    const auto write_desc = [&](std::uint32_t i, PhysAddr a, std::uint32_t len, std::uint16_t flags,
+                                std::uint16_t next) {
       ring::Descriptor d;
       d.addr = a;
       d.len = len;
@@ -529,27 +553,31 @@ class Harness {
     }
     const virtio::emu::DeviceQueue* dq = model_.device_queue(static_cast<std::uint16_t>(q));
     // In sync: the device consumed everything published before, nothing is held.
-    const bool live = disjoint && model_.driver_ok() && !model_.needs_reset() && cfg.ready && dq != nullptr &&
-                      dq->configured() && !dq->broken() && dq->last_avail() == avail_mem && dq->in_use() == 0 &&
-                      dq->size() == n;
+    const bool live = disjoint && model_.driver_ok() && !model_.needs_reset() && cfg.ready &&
+                      dq != nullptr && dq->configured() && !dq->broken() &&
+                      dq->last_avail() == avail_mem && dq->in_use() == 0 && dq->size() == n;
     // The device's own used idx (the ring copy is device-written; a driver may scribble it).
     const std::uint16_t used_before = dq != nullptr ? dq->used_idx() : 0;
-    virtio::atomic::store_release(reinterpret_cast<std::uint16_t*>(host(cfg.driver + ring::avail_idx_offset())),
-                                  static_cast<std::uint16_t>(avail_mem + 1));
+    virtio::atomic::store_release(
+        reinterpret_cast<std::uint16_t*>(host(cfg.driver + ring::avail_idx_offset())),
+        static_cast<std::uint16_t>(avail_mem + 1));
     write(mmio::kQueueNotify, 4, q);
     if (!live) return;
     if (model_.needs_reset()) return;  // a fault the ring contents justified
     const std::uint16_t used_now = get16(cfg.device + ring::used_idx_offset());
-    FUZZ_CHECK(used_now == static_cast<std::uint16_t>(used_before + 1), "a valid chain completed %u times",
+    FUZZ_CHECK(used_now == static_cast<std::uint16_t>(used_before + 1),
+               "a valid chain completed %u times",
                static_cast<std::uint16_t>(used_now - used_before));
     ring::UsedElem e;
     std::memcpy(&e, host(cfg.device + ring::used_ring_offset(used_before % n)), sizeof e);
-    FUZZ_CHECK(e.id.get() == head && e.len.get() == wlen, "used {%u,%u}, expected {%u,%u}", e.id.get(), e.len.get(),
-               head, wlen);
+    FUZZ_CHECK(e.id.get() == head && e.len.get() == wlen, "used {%u,%u}, expected {%u,%u}",
+               e.id.get(), e.len.get(), head, wlen);
     for (std::uint32_t i = 0; i < wlen; ++i) {
-      const std::uint8_t expect = two ? static_cast<std::uint8_t>(host(rbuf)[i % rlen] ^ TestDevice::kXorKey)
-                                      : static_cast<std::uint8_t>(static_cast<std::uint8_t>(i) ^ TestDevice::kXorKey);
-      FUZZ_CHECK(host(wbuf)[i] == expect, "response byte %u is %#x, expected %#x", i, host(wbuf)[i], expect);
+      const std::uint8_t expect =
+          two ? static_cast<std::uint8_t>(host(rbuf)[i % rlen] ^ TestDevice::kXorKey)
+              : static_cast<std::uint8_t>(static_cast<std::uint8_t>(i) ^ TestDevice::kXorKey);
+      FUZZ_CHECK(host(wbuf)[i] == expect, "response byte %u is %#x, expected %#x", i, host(wbuf)[i],
+                 expect);
     }
   }
 
@@ -560,26 +588,29 @@ class Harness {
         model_.config_changed();
         config_changed_ = true;
         if (before.driver_ok()) {
-          FUZZ_CHECK(model_.interrupt_status() & virtio::interrupt::kConfigChange, "config change without interrupt");
+          FUZZ_CHECK(model_.interrupt_status() & virtio::interrupt::kConfigChange,
+                     "config change without interrupt");
         }
         break;
       case 1:
         model_.set_needs_reset();
         FUZZ_CHECK(model_.needs_reset(), "set_needs_reset() did not stick");
         if (before.driver_ok() && !(before.status & status::kDeviceNeedsReset)) {
-          FUZZ_CHECK(model_.interrupt_status() & virtio::interrupt::kConfigChange, "NEEDS_RESET without interrupt");
+          FUZZ_CHECK(model_.interrupt_status() & virtio::interrupt::kConfigChange,
+                     "NEEDS_RESET without interrupt");
         }
         break;
       default:
         model_.raise_used_interrupt();
-        FUZZ_CHECK(model_.interrupt_status() & virtio::interrupt::kUsedBuffer, "used interrupt not latched");
+        FUZZ_CHECK(model_.interrupt_status() & virtio::interrupt::kUsedBuffer,
+                   "used interrupt not latched");
         break;
     }
   }
 
   void step(const Op& op) {
-    virtio::fuzz::trace("op %u off %#x width %u value %#x queue %u size %u", op.kind, op.offset, op.width, op.value,
-                        op.queue, op.size);
+    virtio::fuzz::trace("op %u off %#x width %u value %#x queue %u size %u", op.kind, op.offset,
+                        op.width, op.value, op.queue, op.size);
     switch (op.kind) {
       case kRead:
         read(op.offset, op.width);
@@ -672,44 +703,101 @@ std::vector<std::pair<std::string, Input>> seeds() {
   for (bool legacy : {false, true}) {
     Input in;
     in.legacy = legacy;
-    in.ops = {rd(mmio::kMagicValue), rd(mmio::kVersion), rd(mmio::kDeviceId), rd(mmio::kVendorId), macro(kInit),
-              macro(kSetupQueue, 0, 8), macro(kSetupQueue, 1, 16), macro(kDriverOk), chain_op(0, 5 | (9 << 6)),
-              chain_op(1, 63 | (127 << 6)), chain_op(0, 0), rd(mmio::kInterruptStatus), wr(mmio::kInterruptAck, 1),
-              rd(mmio::kInterruptStatus), event_op(0), rd(mmio::kConfigGeneration), rd(mmio::kConfig, 4),
-              rd(mmio::kConfig + 14, 4), wr(mmio::kQueueSel, 0), wr(mmio::kQueueNum, 4), wr(mmio::kQueueReady, 0),
-              wr(mmio::kQueueDescLow, 0x1234), wr(mmio::kQueuePfn, 0), rd(mmio::kQueueReady), event_op(1),
-              chain_op(0, 3), wr(mmio::kStatus, 0), rd(mmio::kStatus), rd(mmio::kInterruptStatus)};
+    in.ops = {rd(mmio::kMagicValue),
+              rd(mmio::kVersion),
+              rd(mmio::kDeviceId),
+              rd(mmio::kVendorId),
+              macro(kInit),
+              macro(kSetupQueue, 0, 8),
+              macro(kSetupQueue, 1, 16),
+              macro(kDriverOk),
+              chain_op(0, 5 | (9 << 6)),
+              chain_op(1, 63 | (127 << 6)),
+              chain_op(0, 0),
+              rd(mmio::kInterruptStatus),
+              wr(mmio::kInterruptAck, 1),
+              rd(mmio::kInterruptStatus),
+              event_op(0),
+              rd(mmio::kConfigGeneration),
+              rd(mmio::kConfig, 4),
+              rd(mmio::kConfig + 14, 4),
+              wr(mmio::kQueueSel, 0),
+              wr(mmio::kQueueNum, 4),
+              wr(mmio::kQueueReady, 0),
+              wr(mmio::kQueueDescLow, 0x1234),
+              wr(mmio::kQueuePfn, 0),
+              rd(mmio::kQueueReady),
+              event_op(1),
+              chain_op(0, 3),
+              wr(mmio::kStatus, 0),
+              rd(mmio::kStatus),
+              rd(mmio::kInterruptStatus)};
     out.emplace_back(legacy ? "legacy-lifecycle" : "modern-lifecycle", in);
   }
   {
     Input in;
-    in.ops = {wr(mmio::kStatus, 1), wr(mmio::kStatus, 3), wr(mmio::kStatus, 1), wr(mmio::kStatus, 7),
-              wr(mmio::kStatus, 0x43), wr(mmio::kDriverFeaturesSel, 1), wr(mmio::kDriverFeatures, 0xffff'ffff),
-              wr(mmio::kStatus, 11), rd(mmio::kStatus), wr(mmio::kStatus, 0), wr(mmio::kStatus, 0x8b),
-              wr(mmio::kStatus, 1), wr(mmio::kStatus, 3), wr(mmio::kStatus, 15), rd(mmio::kStatus)};
+    in.ops = {wr(mmio::kStatus, 1),
+              wr(mmio::kStatus, 3),
+              wr(mmio::kStatus, 1),
+              wr(mmio::kStatus, 7),
+              wr(mmio::kStatus, 0x43),
+              wr(mmio::kDriverFeaturesSel, 1),
+              wr(mmio::kDriverFeatures, 0xffff'ffff),
+              wr(mmio::kStatus, 11),
+              rd(mmio::kStatus),
+              wr(mmio::kStatus, 0),
+              wr(mmio::kStatus, 0x8b),
+              wr(mmio::kStatus, 1),
+              wr(mmio::kStatus, 3),
+              wr(mmio::kStatus, 15),
+              rd(mmio::kStatus)};
     out.emplace_back("status-transitions", in);
   }
   {
     Input in;
-    in.ops = {macro(kInit), wr(mmio::kQueueSel, 7), rd(mmio::kQueueNumMax), wr(mmio::kQueueNum, 8),
-              wr(mmio::kQueueReady, 1), rd(mmio::kQueueReady), wr(mmio::kQueueSel, 0), wr(mmio::kQueueNum, 6),
-              wr(mmio::kQueueNum, 512), wr(mmio::kQueueNum, 8), wr(mmio::kQueueReady, 1),
-              wr(mmio::kQueueNum, 16), wr(mmio::kQueueDescLow, 0x1000), macro(kDriverOk),
-              wr(mmio::kQueueReady, 0), wr(mmio::kQueueSel, 1), wr(mmio::kQueueNum, 8), wr(mmio::kQueueNotify, 9),
-              wr(mmio::kQueueNotify, 1), wr(mmio::kMagicValue, 0), wr(mmio::kInterruptStatus, 3),
-              wr(mmio::kConfigGeneration, 5), rd(mmio::kQueueSel, 2), wr(mmio::kStatus, 0xf, 1)};
+    in.ops = {macro(kInit),
+              wr(mmio::kQueueSel, 7),
+              rd(mmio::kQueueNumMax),
+              wr(mmio::kQueueNum, 8),
+              wr(mmio::kQueueReady, 1),
+              rd(mmio::kQueueReady),
+              wr(mmio::kQueueSel, 0),
+              wr(mmio::kQueueNum, 6),
+              wr(mmio::kQueueNum, 512),
+              wr(mmio::kQueueNum, 8),
+              wr(mmio::kQueueReady, 1),
+              wr(mmio::kQueueNum, 16),
+              wr(mmio::kQueueDescLow, 0x1000),
+              macro(kDriverOk),
+              wr(mmio::kQueueReady, 0),
+              wr(mmio::kQueueSel, 1),
+              wr(mmio::kQueueNum, 8),
+              wr(mmio::kQueueNotify, 9),
+              wr(mmio::kQueueNotify, 1),
+              wr(mmio::kMagicValue, 0),
+              wr(mmio::kInterruptStatus, 3),
+              wr(mmio::kConfigGeneration, 5),
+              rd(mmio::kQueueSel, 2),
+              wr(mmio::kStatus, 0xf, 1)};
     out.emplace_back("queue-immutability", in);
   }
   {
     Input in;
     in.faults = 1 | 4 | 8 | 16 | 32;
     in.max_override = 100;
-    in.ops = {macro(kInit), rd(mmio::kStatus), rd(mmio::kConfigGeneration), rd(mmio::kConfigGeneration),
-              wr(mmio::kDeviceFeaturesSel, 1), rd(mmio::kDeviceFeatures), rd(mmio::kQueueNumMax), rd(mmio::kQueueReady)};
+    in.ops = {macro(kInit),
+              rd(mmio::kStatus),
+              rd(mmio::kConfigGeneration),
+              rd(mmio::kConfigGeneration),
+              wr(mmio::kDeviceFeaturesSel, 1),
+              rd(mmio::kDeviceFeatures),
+              rd(mmio::kQueueNumMax),
+              rd(mmio::kQueueReady)};
     out.emplace_back("transport-faults", in);
     Input reset;
     reset.faults = 2 | 64 | 128;
-    reset.ops = {rd(mmio::kMagicValue), rd(mmio::kVersion), macro(kInit), wr(mmio::kStatus, 0), rd(mmio::kStatus)};
+    reset.ops = {rd(mmio::kMagicValue), rd(mmio::kVersion), macro(kInit), wr(mmio::kStatus, 0),
+                 rd(mmio::kStatus)};
     out.emplace_back("reset-never-completes", reset);
   }
   {
@@ -723,7 +811,8 @@ std::vector<std::pair<std::string, Input>> seeds() {
   {
     // DRIVER_OK with no queue ready (Cloud Hypervisor #8190), then notifies.
     Input in;
-    in.ops = {macro(kInit), macro(kDriverOk), wr(mmio::kQueueNotify, 0), wr(mmio::kQueueNotify, 1), chain_op(0, 1)};
+    in.ops = {macro(kInit), macro(kDriverOk), wr(mmio::kQueueNotify, 0), wr(mmio::kQueueNotify, 1),
+              chain_op(0, 1)};
     out.emplace_back("driver-ok-without-queues", in);
   }
   {
@@ -733,8 +822,9 @@ std::vector<std::pair<std::string, Input>> seeds() {
     scribble.kind = kMemWrite;
     scribble.offset = 0x1002;  // queue 0 avail idx
     scribble.bytes = {0x40, 0, 0, 0, 0, 0, 0, 0};
-    in.ops = {macro(kInit), macro(kSetupQueue, 0, 8), macro(kDriverOk), chain_op(0, 2), scribble, wr(mmio::kQueueNotify, 0),
-              rd(mmio::kStatus), rd(mmio::kInterruptStatus)};
+    in.ops = {
+        macro(kInit), macro(kSetupQueue, 0, 8),  macro(kDriverOk),  chain_op(0, 2),
+        scribble,     wr(mmio::kQueueNotify, 0), rd(mmio::kStatus), rd(mmio::kInterruptStatus)};
     out.emplace_back("scribbled-ring", in);
   }
   return out;

@@ -61,12 +61,12 @@ enum OpKind : std::uint8_t { kPostRx, kTx, kInject, kStall, kOpKinds };
 
 struct Op {
   std::uint8_t kind = kTx;
-  std::uint32_t len = 60;         // frame length / RX buffer size
-  std::uint8_t segs = 1;          // 1..3
-  std::uint8_t flags = 0;         // header flags
+  std::uint32_t len = 60;  // frame length / RX buffer size
+  std::uint8_t segs = 1;   // 1..3
+  std::uint8_t flags = 0;  // header flags
   std::uint8_t gso = 0;
-  std::uint16_t field = 0;        // hdr_len / gso_size / csum_* (all set to it)
-  std::uint8_t shape = 0;         // 1: header split, 2: header short, 4: RX readable prefix
+  std::uint16_t field = 0;  // hdr_len / gso_size / csum_* (all set to it)
+  std::uint8_t shape = 0;   // 1: header split, 2: header short, 4: RX readable prefix
   std::uint8_t seed = 0;
 };
 
@@ -76,8 +76,9 @@ struct Input {
   std::vector<Op> ops;
 };
 
-constexpr std::uint8_t kGsos[] = {net::kGsoNone, net::kGsoTcpV4, net::kGsoUdp, net::kGsoTcpV6, net::kGsoUdpL4,
-                                  static_cast<std::uint8_t>(net::kGsoTcpV4 | net::kGsoEcn)};
+constexpr std::uint8_t kGsos[] = {
+    net::kGsoNone,  net::kGsoTcpV4, net::kGsoUdp,
+    net::kGsoTcpV6, net::kGsoUdpL4, static_cast<std::uint8_t>(net::kGsoTcpV4 | net::kGsoEcn)};
 
 constexpr auto schema = [](auto& io, Input& in) {
   mostly(io, in.legacy, false, false);
@@ -103,7 +104,8 @@ class Harness {
   explicit Harness(const Input& in) : in_(in), mem_(virtio::fuzz::fresh_arena(kBase, kArena)) {
     virtio::emu::NetDeviceConfig cfg;
     cfg.backend = virtio::emu::NetBackend::Loopback;
-    cfg.rx_full = in.drop_policy ? virtio::emu::NetRxFullPolicy::Drop : virtio::emu::NetRxFullPolicy::Hold;
+    cfg.rx_full =
+        in.drop_policy ? virtio::emu::NetRxFullPolicy::Drop : virtio::emu::NetRxFullPolicy::Hold;
     cfg.inbox_frames = 4;
     dev_.emplace(cfg);
     dev_->attach_memory(&mem_);
@@ -138,7 +140,8 @@ class Harness {
       if (in_.legacy) {
         d.set_queue_legacy_align(q, 4096);
         // Legacy layout: the harness uses the same addresses (desc, avail, used at +0x1000).
-        FUZZ_CHECK(d.set_queue_legacy_pfn(q, static_cast<std::uint32_t>(kRing[q] / 4096), 4096), "pfn");
+        FUZZ_CHECK(d.set_queue_legacy_pfn(q, static_cast<std::uint32_t>(kRing[q] / 4096), 4096),
+                   "pfn");
       } else {
         const PhysAddr a[3] = {kRing[q], kRing[q] + 0x400, kRing[q] + 0x800};
         for (int w = 0; w < 3; ++w) {
@@ -186,7 +189,8 @@ class Harness {
       ring::Descriptor d;
       d.addr = segs[k].addr;
       d.len = segs[k].len;
-      d.flags = static_cast<std::uint16_t>((segs[k].writable ? ring::kDescFWrite : 0) | (more ? ring::kDescFNext : 0));
+      d.flags = static_cast<std::uint16_t>((segs[k].writable ? ring::kDescFWrite : 0) |
+                                           (more ? ring::kDescFNext : 0));
       d.next = static_cast<std::uint16_t>((idx + 1) % kQ);
       std::memcpy(host(desc_[q] + 16 * idx), &d, 16);
     }
@@ -194,8 +198,9 @@ class Harness {
     free_desc_[q] = static_cast<std::uint16_t>(free_desc_[q] - segs.size());
     std::memcpy(host(avail_[q] + ring::avail_ring_offset(avail_idx_[q] % kQ)), &head, 2);
     avail_idx_[q] = static_cast<std::uint16_t>(avail_idx_[q] + 1);
-    virtio::atomic::store_release(reinterpret_cast<std::uint16_t*>(host(avail_[q] + ring::avail_idx_offset())),
-                                  avail_idx_[q]);
+    virtio::atomic::store_release(
+        reinterpret_cast<std::uint16_t*>(host(avail_[q] + ring::avail_idx_offset())),
+        avail_idx_[q]);
     head_out = head;
     return true;
   }
@@ -246,7 +251,8 @@ class Harness {
     h.csum_offset = op.field;
     h.num_buffers = op.field;
     std::memcpy(bytes.data(), &h, hdr_);
-    for (std::uint32_t i = 0; i < frame; ++i) bytes[hdr_ + i] = static_cast<std::uint8_t>(op.seed + i * 7 + (i >> 8));
+    for (std::uint32_t i = 0; i < frame; ++i)
+      bytes[hdr_ + i] = static_cast<std::uint8_t>(op.seed + i * 7 + (i >> 8));
     std::size_t total = bytes.size();
     if (op.shape & 2) total = op.seed % hdr_;  // a chain shorter than the header
     std::vector<Seg> segs;
@@ -292,7 +298,8 @@ class Harness {
     }
     dev_->notify(net::kTxQueue);
     if (short_hdr) {
-      FUZZ_CHECK(dev_->needs_reset() || dev_->held_tx() != 0, "a TX chain shorter than the header was accepted");
+      FUZZ_CHECK(dev_->needs_reset() || dev_->held_tx() != 0,
+                 "a TX chain shorter than the header was accepted");
     }
   }
 
@@ -308,7 +315,8 @@ class Harness {
     if (ok) {
       expect_inbox_.push_back(std::move(f));
     } else {
-      FUZZ_CHECK(dev_->net_stats().rx_dropped_no_buffer == dropped + 1, "a refused injection was not counted");
+      FUZZ_CHECK(dev_->net_stats().rx_dropped_no_buffer == dropped + 1,
+                 "a refused injection was not counted");
     }
   }
 
@@ -317,7 +325,8 @@ class Harness {
     const auto stats = dev_->net_stats();
     // Chains held behind a frame waiting for an RX buffer are not looked at yet: <=.
     FUZZ_CHECK(stats.tx_errors <= expect_tx_errors_, "tx_errors %llu, expected at most %llu",
-               static_cast<unsigned long long>(stats.tx_errors), static_cast<unsigned long long>(expect_tx_errors_));
+               static_cast<unsigned long long>(stats.tx_errors),
+               static_cast<unsigned long long>(expect_tx_errors_));
     for (std::uint16_t q = 0; q < 2; ++q) {
       std::uint16_t idx;
       std::memcpy(&idx, host(used_[q] + ring::used_idx_offset()), 2);
@@ -326,18 +335,21 @@ class Harness {
         std::memcpy(&e, host(used_[q] + ring::used_ring_offset(seen_used_[q] % kQ)), sizeof e);
         seen_used_[q] = static_cast<std::uint16_t>(seen_used_[q] + 1);
         if (q == net::kTxQueue) {
-          FUZZ_CHECK(!tx_.empty() && e.id.get() == tx_.front().head, "TX completion %u out of order / unknown", e.id.get());
+          FUZZ_CHECK(!tx_.empty() && e.id.get() == tx_.front().head,
+                     "TX completion %u out of order / unknown", e.id.get());
           FUZZ_CHECK(e.len.get() == 0, "TX used len %u (device-readable buffers)", e.len.get());
           const Tx& t = tx_.front();
           std::size_t at = 0;
           for (const Seg& s : t.segs) {
-            FUZZ_CHECK(std::memcmp(host(s.addr), t.bytes.data() + at, s.len) == 0, "the device wrote a TX buffer");
+            FUZZ_CHECK(std::memcmp(host(s.addr), t.bytes.data() + at, s.len) == 0,
+                       "the device wrote a TX buffer");
             at += s.len;
           }
           free_desc_[q] = static_cast<std::uint16_t>(free_desc_[q] + t.nsegs);
           tx_.pop_front();
         } else {
-          FUZZ_CHECK(!rx_.empty() && e.id.get() == rx_.front().head, "RX completion %u out of order / unknown", e.id.get());
+          FUZZ_CHECK(!rx_.empty() && e.id.get() == rx_.front().head,
+                     "RX completion %u out of order / unknown", e.id.get());
           check_rx(rx_.front(), e.len.get());
           free_desc_[q] = static_cast<std::uint16_t>(free_desc_[q] + rx_.front().segs.size());
           rx_.pop_front();
@@ -347,11 +359,13 @@ class Harness {
   }
 
   FUZZ_NOCOV void check_rx(const Rx& r, std::uint32_t len) {
-    FUZZ_CHECK(len <= r.writable, "RX used len %u > writable %llu", len, static_cast<unsigned long long>(r.writable));
+    FUZZ_CHECK(len <= r.writable, "RX used len %u > writable %llu", len,
+               static_cast<unsigned long long>(r.writable));
     std::vector<std::uint8_t> got;
     for (const Seg& s : r.segs) {
       if (!s.writable) {
-        for (std::uint32_t i = 0; i < s.len; ++i) FUZZ_CHECK(host(s.addr)[i] == 0x77, "readable RX prefix written");
+        for (std::uint32_t i = 0; i < s.len; ++i)
+          FUZZ_CHECK(host(s.addr)[i] == 0x77, "readable RX prefix written");
         continue;
       }
       got.insert(got.end(), host(s.addr), host(s.addr) + s.len);
@@ -359,7 +373,8 @@ class Harness {
     const auto stats = dev_->net_stats();
     if (len == 0) {
       // Too small for the frame: nothing written, the frame dropped (counted).
-      FUZZ_CHECK(stats.rx_buffer_too_small > too_small_seen_, "RX completed with len 0 without being too small");
+      FUZZ_CHECK(stats.rx_buffer_too_small > too_small_seen_,
+                 "RX completed with len 0 without being too small");
       ++too_small_seen_;
       ++unmatched_drops_;
       for (std::uint8_t b : got) FUZZ_CHECK(b == 0xee, "a too-small RX buffer was written");
@@ -368,12 +383,14 @@ class Harness {
     FUZZ_CHECK(len > hdr_, "RX used len %u without a frame", len);
     net::Header h{};
     std::memcpy(&h, got.data(), hdr_);
-    FUZZ_CHECK(h.flags == 0 && h.gso_type == net::kGsoNone && h.hdr_len.get() == 0 && h.gso_size.get() == 0 &&
-                   h.csum_start.get() == 0 && h.csum_offset.get() == 0,
+    FUZZ_CHECK(h.flags == 0 && h.gso_type == net::kGsoNone && h.hdr_len.get() == 0 &&
+                   h.gso_size.get() == 0 && h.csum_start.get() == 0 && h.csum_offset.get() == 0,
                "RX header fields not zero (§5.1.6.4.1 without offloads)");
-    if (hdr_ == net::kHeaderLen) FUZZ_CHECK(h.num_buffers.get() == 1, "num_buffers %u without MRG_RXBUF", h.num_buffers.get());
+    if (hdr_ == net::kHeaderLen)
+      FUZZ_CHECK(h.num_buffers.get() == 1, "num_buffers %u without MRG_RXBUF", h.num_buffers.get());
     const std::size_t flen = len - hdr_;
-    for (std::size_t i = len; i < got.size(); ++i) FUZZ_CHECK(got[i] == 0xee, "RX written beyond used len");
+    for (std::size_t i = len; i < got.size(); ++i)
+      FUZZ_CHECK(got[i] == 0xee, "RX written beyond used len");
     // The frame: the head of one source, possibly after frames the device counted as lost.
     const auto match = [&](std::deque<std::vector<std::uint8_t>>& q) {
       for (std::size_t k = 0; k < q.size() && k <= unmatched_drops_ + dropped_budget(); ++k) {
@@ -387,7 +404,8 @@ class Harness {
     };
     long skipped = match(expect_tx_);
     if (skipped < 0) skipped = match(expect_inbox_);
-    FUZZ_CHECK(skipped >= 0, "an RX buffer holds a %zu-byte frame nobody sent (or one delivered twice)", flen);
+    FUZZ_CHECK(skipped >= 0,
+               "an RX buffer holds a %zu-byte frame nobody sent (or one delivered twice)", flen);
     consume_drops(static_cast<std::size_t>(skipped));
   }
 
@@ -450,8 +468,8 @@ void run(const Input& in) {
   h.run();
 }
 
-Op op_of(std::uint8_t kind, std::uint32_t len, std::uint8_t segs = 1, std::uint8_t shape = 0, std::uint8_t gso = 0,
-         std::uint8_t seed = 1) {
+Op op_of(std::uint8_t kind, std::uint32_t len, std::uint8_t segs = 1, std::uint8_t shape = 0,
+         std::uint8_t gso = 0, std::uint8_t seed = 1) {
   Op op;
   op.kind = kind;
   op.len = len;
@@ -468,11 +486,24 @@ std::vector<std::pair<std::string, Input>> seeds() {
     Input in;
     in.legacy = v & 1;
     in.drop_policy = v & 2;
-    in.ops = {op_of(kPostRx, 1526), op_of(kPostRx, 2048, 3), op_of(kTx, 60), op_of(kTx, 1514, 3, 1),
-              op_of(kTx, 100),      op_of(kPostRx, 64),      op_of(kInject, 42), op_of(kPostRx, 1600, 2),
-              op_of(kPostRx, 1600), op_of(kTx, 0),           op_of(kTx, 60, 1, 0, net::kGsoTcpV4),
-              op_of(kTx, 70000),    op_of(kStall, 0),        op_of(kTx, 80),  op_of(kPostRx, 1526, 1, 4),
-              op_of(kStall, 0),     op_of(kPostRx, 1526),    op_of(kTx, 20, 2, 1)};
+    in.ops = {op_of(kPostRx, 1526),
+              op_of(kPostRx, 2048, 3),
+              op_of(kTx, 60),
+              op_of(kTx, 1514, 3, 1),
+              op_of(kTx, 100),
+              op_of(kPostRx, 64),
+              op_of(kInject, 42),
+              op_of(kPostRx, 1600, 2),
+              op_of(kPostRx, 1600),
+              op_of(kTx, 0),
+              op_of(kTx, 60, 1, 0, net::kGsoTcpV4),
+              op_of(kTx, 70000),
+              op_of(kStall, 0),
+              op_of(kTx, 80),
+              op_of(kPostRx, 1526, 1, 4),
+              op_of(kStall, 0),
+              op_of(kPostRx, 1526),
+              op_of(kTx, 20, 2, 1)};
     out.emplace_back("loop-" + std::to_string(v), in);
   }
   {
@@ -480,7 +511,8 @@ std::vector<std::pair<std::string, Input>> seeds() {
     in.ops = {op_of(kPostRx, 1526), op_of(kTx, 60, 1, 2, 0, 5)};
     out.emplace_back("short-header", in);
     Input big;
-    big.ops = {op_of(kPostRx, 65600, 3), op_of(kTx, 65535, 3), op_of(kPostRx, 70000, 2), op_of(kTx, 65536)};
+    big.ops = {op_of(kPostRx, 65600, 3), op_of(kTx, 65535, 3), op_of(kPostRx, 70000, 2),
+               op_of(kTx, 65536)};
     out.emplace_back("big-frames", big);
   }
   return out;

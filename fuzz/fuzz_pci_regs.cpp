@@ -85,21 +85,44 @@ enum OpKind : std::uint8_t {
   kOpKinds,
 };
 
-constexpr std::uint16_t kCfgRegs[] = {0x00, 0x02, 0x04, 0x06, 0x08, 0x0c, 0x0e, 0x10, 0x14, 0x18, 0x1c, 0x20,
-                                      0x24, 0x2c, 0x2e, 0x34, 0x3c, 0x3d, 0x40, 0x44, 0x48, 0x4c, 0x50, 0x60,
-                                      0x70, 0x80, 0x84, 0x88, 0x8c, 0x90, 0x94, 0x98, 0x9c, 0xa0, 0x100, 0xffc};
-constexpr std::uint16_t kBarRegs[] = {
-    common::kDeviceFeatureSelect, common::kDeviceFeature, common::kDriverFeatureSelect, common::kDriverFeature,
-    common::kMsixConfig,          common::kNumQueues,     common::kDeviceStatus,        common::kConfigGeneration,
-    common::kQueueSelect,         common::kQueueSize,     common::kQueueMsixVector,     common::kQueueEnable,
-    common::kQueueNotifyOff,      common::kQueueDesc,     common::kQueueDesc + 4,       common::kQueueDriver,
-    common::kQueueDriver + 4,     common::kQueueDevice,   common::kQueueDevice + 4,     0x38,
-    0x1000,                       0x1001,                 0x2000,                       0x2004,
-    0x200c,                       0x2010,                 0x3000,                       0x3004,
-    0x3008,                       0x3ffe};
+constexpr std::uint16_t kCfgRegs[] = {0x00, 0x02, 0x04, 0x06, 0x08, 0x0c, 0x0e, 0x10,  0x14,
+                                      0x18, 0x1c, 0x20, 0x24, 0x2c, 0x2e, 0x34, 0x3c,  0x3d,
+                                      0x40, 0x44, 0x48, 0x4c, 0x50, 0x60, 0x70, 0x80,  0x84,
+                                      0x88, 0x8c, 0x90, 0x94, 0x98, 0x9c, 0xa0, 0x100, 0xffc};
+constexpr std::uint16_t kBarRegs[] = {common::kDeviceFeatureSelect,
+                                      common::kDeviceFeature,
+                                      common::kDriverFeatureSelect,
+                                      common::kDriverFeature,
+                                      common::kMsixConfig,
+                                      common::kNumQueues,
+                                      common::kDeviceStatus,
+                                      common::kConfigGeneration,
+                                      common::kQueueSelect,
+                                      common::kQueueSize,
+                                      common::kQueueMsixVector,
+                                      common::kQueueEnable,
+                                      common::kQueueNotifyOff,
+                                      common::kQueueDesc,
+                                      common::kQueueDesc + 4,
+                                      common::kQueueDriver,
+                                      common::kQueueDriver + 4,
+                                      common::kQueueDevice,
+                                      common::kQueueDevice + 4,
+                                      0x38,
+                                      0x1000,
+                                      0x1001,
+                                      0x2000,
+                                      0x2004,
+                                      0x200c,
+                                      0x2010,
+                                      0x3000,
+                                      0x3004,
+                                      0x3008,
+                                      0x3ffe};
 constexpr std::uint8_t kWidths[] = {4, 2, 1};
-constexpr std::uint32_t kValues[] = {0, 1, 2, 3, 4, 7, 8, 11, 15, 0x40, 0x80, 256, 64, 0xffff'ffff, 0x8000'0000,
-                                     0x4000'0000, 0x0006, 0x0002, 0xffff};
+constexpr std::uint32_t kValues[] = {
+    0,    1,   2,  3,           4,           7,           8,      11,     15,    0x40,
+    0x80, 256, 64, 0xffff'ffff, 0x8000'0000, 0x4000'0000, 0x0006, 0x0002, 0xffff};
 
 struct Op {
   std::uint8_t kind = kCfgRead;
@@ -227,13 +250,14 @@ class Harness {
 
   // Bytes of configuration space that only the driver's writable fields may change.
   static bool writable_cfg_byte(std::size_t off, bool transitional) {
-    if (off == 0x04 || off == 0x05 || off == 0x0c || off == 0x0d || off == 0x3c) return true;  // command, CLS, LT, line
+    if (off == 0x04 || off == 0x05 || off == 0x0c || off == 0x0d || off == 0x3c)
+      return true;  // command, CLS, LT, line
     if (off >= 0x10 && off < 0x28) {
       const std::size_t bar = (off - 0x10) / 4;
       return bar == 1 || bar == 4 || bar == 5 || (bar == 0 && transitional);
     }
     if (off == PciFunction::kCapMsix + 3) return true;  // MSI-X enable / mask (inert)
-    const std::size_t c = PciFunction::kCapPciCfg;     // PCI_CFG window fields
+    const std::size_t c = PciFunction::kCapPciCfg;      // PCI_CFG window fields
     return off == c + 4 || (off >= c + 8 && off < c + 20);
   }
 
@@ -245,23 +269,29 @@ class Harness {
         if (writable_cfg_byte(r + b, in_.transitional)) continue;
         const auto old_b = static_cast<std::uint8_t>(identity_[r / 4] >> (8 * b));
         const auto new_b = static_cast<std::uint8_t>(now >> (8 * b));
-        FUZZ_CHECK(old_b == new_b, "read-only config byte %#x changed %#x -> %#x", r + b, old_b, new_b);
+        FUZZ_CHECK(old_b == new_b, "read-only config byte %#x changed %#x -> %#x", r + b, old_b,
+                   new_b);
       }
     }
     // BAR type bits and sizes.
     const std::uint32_t bar4 = cfg_read(0x20, 4);
-    FUZZ_CHECK((bar4 & 0xf) == (pci::kBarType64 | pci::kBarPrefetchable), "BAR4 type bits %#x", bar4 & 0xf);
-    FUZZ_CHECK((bar4 & (PciFunction::kBar4Size - 1) & ~0xfu) == 0, "BAR4 address bits below its size");
+    FUZZ_CHECK((bar4 & 0xf) == (pci::kBarType64 | pci::kBarPrefetchable), "BAR4 type bits %#x",
+               bar4 & 0xf);
+    FUZZ_CHECK((bar4 & (PciFunction::kBar4Size - 1) & ~0xfu) == 0,
+               "BAR4 address bits below its size");
     const std::uint32_t bar1 = cfg_read(0x14, 4);
     FUZZ_CHECK((bar1 & (PciFunction::kBar1Size - 1)) == 0, "BAR1 low bits %#x", bar1);
     FUZZ_CHECK(cfg_read(0x18, 4) == 0 && cfg_read(0x1c, 4) == 0, "BAR2/BAR3 are not implemented");
-    if (in_.transitional) FUZZ_CHECK(cfg_read(0x10, 4) & pci::kBarIoSpace, "BAR0 lost its I/O bit");
-    else FUZZ_CHECK(cfg_read(0x10, 4) == 0, "modern function has a BAR0");
+    if (in_.transitional)
+      FUZZ_CHECK(cfg_read(0x10, 4) & pci::kBarIoSpace, "BAR0 lost its I/O bit");
+    else
+      FUZZ_CHECK(cfg_read(0x10, 4) == 0, "modern function has a BAR0");
     // Decoding follows the command register.
     const bool mem_on = (cfg_read(0x04, 2) & pci::kCommandMemorySpace) != 0;
     const PhysAddr a4 = fn_.bar4_address();
     const bool fits = a4 <= ~PhysAddr{0} - (PciFunction::kBar4Size - 1);
-    FUZZ_CHECK(fn_.bar4_mapped() == (mem_on && fits), "BAR4 mapped %d with MEM %d", fn_.bar4_mapped(), mem_on);
+    FUZZ_CHECK(fn_.bar4_mapped() == (mem_on && fits), "BAR4 mapped %d with MEM %d",
+               fn_.bar4_mapped(), mem_on);
     auto io = bus_.lookup(a4, PciFunction::kBar4Size);
     if (fn_.bar4_mapped()) FUZZ_CHECK(io.has_value(), "BAR4 not on the bus");
     // Absent functions read all-ones; the host bridge is there.
@@ -276,9 +306,12 @@ class Harness {
   std::optional<EmuIo> bar4() {
     if (!fn_.bar4_mapped()) return std::nullopt;
     const PhysAddr a = fn_.bar4_address();
-    const auto overlaps = [&](PhysAddr b, std::uint64_t len) { return a < b + len && b < a + PciFunction::kBar4Size; };
+    const auto overlaps = [&](PhysAddr b, std::uint64_t len) {
+      return a < b + len && b < a + PciFunction::kBar4Size;
+    };
     if (overlaps(kEcam, PciHost::kEcamSize)) return std::nullopt;
-    if ((cfg_read(0x04, 2) & pci::kCommandMemorySpace) && overlaps(fn_.bar1_address(), PciFunction::kBar1Size)) {
+    if ((cfg_read(0x04, 2) & pci::kCommandMemorySpace) &&
+        overlaps(fn_.bar1_address(), PciFunction::kBar1Size)) {
       return std::nullopt;
     }
     auto io = bus_.lookup(fn_.bar4_address(), PciFunction::kBar4Size);
@@ -337,14 +370,15 @@ class Harness {
     const ModelState after = ModelState::of(model_);
     if (off + width > PciFunction::kBar4Size) {
       // Outside the BAR: nothing decodes it (EmuIo answers all-ones, like an unclaimed bus).
-      FUZZ_CHECK(v == (width == 4 ? 0xffff'ffffu : (1u << (8 * width)) - 1), "read beyond BAR4 returned %#x", v);
+      FUZZ_CHECK(v == (width == 4 ? 0xffff'ffffu : (1u << (8 * width)) - 1),
+                 "read beyond BAR4 returned %#x", v);
       virtio::fuzz::check_unchanged(before, after, "a read beyond BAR4");
       return;
     }
     if (off == PciFunction::kIsrOffset) {
       // §4.1.4.5: reading the ISR returns it and clears it.
-      FUZZ_CHECK(v == (before.isr & 0xff) && after.isr == 0, "ISR read %#x (was %#x), now %#x", v, before.isr,
-                 after.isr);
+      FUZZ_CHECK(v == (before.isr & 0xff) && after.isr == 0, "ISR read %#x (was %#x), now %#x", v,
+                 before.isr, after.isr);
       return;
     }
     virtio::fuzz::check_unchanged(before, after, "a BAR4 read");
@@ -363,7 +397,8 @@ class Harness {
           FUZZ_CHECK(v == kQueues, "num_queues %u", v);
           break;
         case common::kDeviceFeature:
-          if (feature_select_ > 1) FUZZ_CHECK(v == 0, "device_feature[%u] = %#x", feature_select_, v);
+          if (feature_select_ > 1)
+            FUZZ_CHECK(v == 0, "device_feature[%u] = %#x", feature_select_, v);
           break;
         case common::kDeviceStatus:
           FUZZ_CHECK(v == after.status, "device_status %#x, model %#x", v, after.status);
@@ -382,20 +417,23 @@ class Harness {
             FUZZ_CHECK(v == 0, "queue_size of absent queue %u is %u", q, v);
           } else {
             const std::uint16_t sz = after.queues[q].size;
-            FUZZ_CHECK(v == (sz != 0 ? sz : max_of(q)), "queue_size %u (latched %u, max %u)", v, sz, max_of(q));
+            FUZZ_CHECK(v == (sz != 0 ? sz : max_of(q)), "queue_size %u (latched %u, max %u)", v, sz,
+                       max_of(q));
             FUZZ_CHECK(sz == 0 || pow2(sz), "a non-power-of-two queue_size latched");
           }
           break;
         case common::kQueueEnable:
-          FUZZ_CHECK(v == ((q < kQueues && (after.queues[q].ready || (in_.faults & 0x1000))) ? 1u : 0u),
-                     "queue_enable %u", v);
+          FUZZ_CHECK(
+              v == ((q < kQueues && (after.queues[q].ready || (in_.faults & 0x1000))) ? 1u : 0u),
+              "queue_enable %u", v);
           break;
         default:
           break;
       }
     } else if (off >= PciFunction::kDeviceOffset && off < PciFunction::kNotifyOffset) {
       const std::uint64_t c = off - PciFunction::kDeviceOffset;
-      if (c > kConfigSize || width > kConfigSize - c) FUZZ_CHECK(v == 0, "device cfg beyond its size reads %#x", v);
+      if (c > kConfigSize || width > kConfigSize - c)
+        FUZZ_CHECK(v == 0, "device cfg beyond its size reads %#x", v);
     } else if (off >= PciFunction::kNotifyOffset) {
       FUZZ_CHECK(v == 0, "notify area reads %#x", v);
     }
@@ -414,8 +452,8 @@ class Harness {
       FUZZ_CHECK(model_.stats().notifications == notifications, "a write beyond BAR4 notified");
       return;
     }
-    if (off >= PciFunction::kNotifyOffset && off < PciFunction::kNotifyOffset + PciFunction::kRegionSize &&
-        width != 1) {
+    if (off >= PciFunction::kNotifyOffset &&
+        off < PciFunction::kNotifyOffset + PciFunction::kRegionSize && width != 1) {
       FUZZ_CHECK(model_.stats().notifications == notifications + 1, "notify write not delivered");
       virtio::fuzz::check_queues_unchanged(before, after, -1, "a notify");
       return;
@@ -443,17 +481,20 @@ class Harness {
         break;
       case common::kDriverFeature: {
         const bool ok = (before.status & status::kDriver) &&
-                        !(before.status & (status::kFeaturesOk | status::kDriverOk)) && driver_select_ <= 1;
+                        !(before.status & (status::kFeaturesOk | status::kDriverOk)) &&
+                        driver_select_ <= 1;
         std::uint64_t expect = before.driver_features;
         if (ok) {
           const unsigned shift = 32 * driver_select_;
-          expect = (expect & ~(std::uint64_t{0xffff'ffff} << shift)) | (std::uint64_t{value} << shift);
+          expect =
+              (expect & ~(std::uint64_t{0xffff'ffff} << shift)) | (std::uint64_t{value} << shift);
         }
         FUZZ_CHECK(after.driver_features == expect, "driver_feature write mishandled");
         break;
       }
       case common::kDeviceStatus:
-        virtio::fuzz::check_status_write(before, after, static_cast<std::uint8_t>(value), model_, false);
+        virtio::fuzz::check_status_write(before, after, static_cast<std::uint8_t>(value), model_,
+                                         false);
         if (static_cast<std::uint8_t>(value) == 0 && after.status == 0) {
           // §4.1.4.3.1: the reset also resets the transport's selectors.
           feature_select_ = 0;
@@ -470,9 +511,11 @@ class Harness {
         virtio::fuzz::check_queues_unchanged(before, after, qi, "queue_size");
         if (!exists) break;
         auto expect = before.queues[q];
-        if (writable && pow2(value & 0xffff) && (value & 0xffff) <= max_of(q)) expect.size = static_cast<std::uint16_t>(value);
-        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]), "queue_size %u mishandled (ready %d, status %#x)",
-                   value, before.queues[q].ready, before.status);
+        if (writable && pow2(value & 0xffff) && (value & 0xffff) <= max_of(q))
+          expect.size = static_cast<std::uint16_t>(value);
+        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]),
+                   "queue_size %u mishandled (ready %d, status %#x)", value, before.queues[q].ready,
+                   before.status);
         break;
       }
       case common::kQueueMsixVector: {
@@ -480,7 +523,8 @@ class Harness {
         if (!exists) break;
         auto expect = before.queues[q];
         if (writable) expect.msix_vector = static_cast<std::uint16_t>(value);
-        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]), "queue_msix_vector mishandled");
+        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]),
+                   "queue_msix_vector mishandled");
         break;
       }
       case common::kQueueEnable: {
@@ -492,8 +536,9 @@ class Harness {
           if (expect.size != 0) expect.ready = true;
         }
         // §4.1.4.3.2: writing 0 (or anything but 1) never disables a queue.
-        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]), "queue_enable=%u: ready %d -> %d", value,
-                   before.queues[q].ready, after.queues[q].ready);
+        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]),
+                   "queue_enable=%u: ready %d -> %d", value, before.queues[q].ready,
+                   after.queues[q].ready);
         break;
       }
       case common::kQueueDesc:
@@ -514,7 +559,8 @@ class Harness {
             *f = (*f & ~PhysAddr{0xffff'ffff}) | value;
           }
         }
-        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]), "queue address immutability broken");
+        FUZZ_CHECK(virtio::fuzz::same_queue(expect, after.queues[q]),
+                   "queue address immutability broken");
         break;
       }
       case common::kMsixConfig:
@@ -544,7 +590,8 @@ class Harness {
     bar_write(common::kDriverFeature, 4, static_cast<std::uint32_t>(want));
     bar_write(common::kDriverFeatureSelect, 4, 1);
     bar_write(common::kDriverFeature, 4, static_cast<std::uint32_t>(want >> 32));
-    bar_write(common::kDeviceStatus, 1, status::kAcknowledge | status::kDriver | status::kFeaturesOk);
+    bar_write(common::kDeviceStatus, 1,
+              status::kAcknowledge | status::kDriver | status::kFeaturesOk);
   }
   void setup_queue(std::uint32_t q, std::uint16_t size) {
     bar_write(common::kQueueSelect, 2, q);
@@ -553,14 +600,17 @@ class Harness {
     const PhysAddr desc = kBase + kQueueRegion * q;
     const PhysAddr regs[3] = {desc, desc + 0x1000, desc + 0x2000};
     for (std::uint16_t i = 0; i < 3; ++i) {
-      bar_write(static_cast<std::uint16_t>(common::kQueueDesc + 8 * i), 4, static_cast<std::uint32_t>(regs[i]));
-      bar_write(static_cast<std::uint16_t>(common::kQueueDesc + 8 * i + 4), 4, static_cast<std::uint32_t>(regs[i] >> 32));
+      bar_write(static_cast<std::uint16_t>(common::kQueueDesc + 8 * i), 4,
+                static_cast<std::uint32_t>(regs[i]));
+      bar_write(static_cast<std::uint16_t>(common::kQueueDesc + 8 * i + 4), 4,
+                static_cast<std::uint32_t>(regs[i] >> 32));
     }
     bar_write(common::kQueueEnable, 2, 1);
   }
   void driver_ok() {
     const std::uint8_t s = model_.status();
-    bar_write(common::kDeviceStatus, 1, static_cast<std::uint8_t>((s & ~status::kDeviceNeedsReset) | status::kDriverOk));
+    bar_write(common::kDeviceStatus, 1,
+              static_cast<std::uint8_t>((s & ~status::kDeviceNeedsReset) | status::kDriverOk));
   }
 
   std::uint8_t* host(PhysAddr pa) { return mem_.host_base() + (pa - kBase); }
@@ -577,7 +627,8 @@ class Harness {
     if (!io) return;
     const virtio::emu::QueueConfig cfg = *model_.queue(static_cast<std::uint16_t>(q));
     const std::uint32_t n = cfg.size;
-    if (!pow2(n) || !in_arena(cfg.desc, ring::desc_table_size(n)) || !in_arena(cfg.driver, ring::avail_ring_size(n)) ||
+    if (!pow2(n) || !in_arena(cfg.desc, ring::desc_table_size(n)) ||
+        !in_arena(cfg.driver, ring::avail_ring_size(n)) ||
         !in_arena(cfg.device, ring::used_ring_size(n))) {
       return;
     }
@@ -593,7 +644,8 @@ class Harness {
     bool disjoint = true;
     for (std::size_t i = 0; i < 5; ++i) {
       for (std::size_t j = i + 1; j < 5; ++j) {
-        if (areas[i].first < areas[j].first + areas[j].second && areas[j].first < areas[i].first + areas[i].second) {
+        if (areas[i].first < areas[j].first + areas[j].second &&
+            areas[j].first < areas[i].first + areas[i].second) {
           disjoint = false;
         }
       }
@@ -605,7 +657,8 @@ class Harness {
     std::memset(host(wbuf), 0xee, wlen);
     const std::uint16_t avail_mem = get16(cfg.driver + ring::avail_idx_offset());
     const auto head = static_cast<std::uint16_t>(avail_mem % n);
-    const auto put_desc = [&](std::uint32_t i, PhysAddr a, std::uint32_t len, std::uint16_t flags, std::uint16_t next) {
+    const auto put_desc = [&](std::uint32_t i, PhysAddr a, std::uint32_t len, std::uint16_t flags,
+                              std::uint16_t next) {
       ring::Descriptor d;
       d.addr = a;
       d.len = len;
@@ -622,29 +675,34 @@ class Harness {
     }
     std::memcpy(host(cfg.driver + ring::avail_ring_offset(avail_mem % n)), &head, 2);
     const virtio::emu::DeviceQueue* dq = model_.device_queue(static_cast<std::uint16_t>(q));
-    const bool live = disjoint && model_.driver_ok() && !model_.needs_reset() && cfg.ready && dq != nullptr &&
-                      dq->configured() && !dq->broken() && dq->last_avail() == avail_mem && dq->in_use() == 0 &&
-                      dq->size() == n;
+    const bool live = disjoint && model_.driver_ok() && !model_.needs_reset() && cfg.ready &&
+                      dq != nullptr && dq->configured() && !dq->broken() &&
+                      dq->last_avail() == avail_mem && dq->in_use() == 0 && dq->size() == n;
     const std::uint16_t used_before = dq != nullptr ? dq->used_idx() : 0;
-    virtio::atomic::store_release(reinterpret_cast<std::uint16_t*>(host(cfg.driver + ring::avail_idx_offset())),
-                                  static_cast<std::uint16_t>(avail_mem + 1));
+    virtio::atomic::store_release(
+        reinterpret_cast<std::uint16_t*>(host(cfg.driver + ring::avail_idx_offset())),
+        static_cast<std::uint16_t>(avail_mem + 1));
     // §4.1.5.2: the queue index, written at queue_notify_off * multiplier.
     const std::uint32_t notify_off = (in_.faults & 0x8000) ? in_.notify_off : q;
-    const std::uint64_t at = PciFunction::kNotifyOffset + std::uint64_t{notify_off} * PciFunction::kNotifyOffMultiplier;
+    const std::uint64_t at =
+        PciFunction::kNotifyOffset + std::uint64_t{notify_off} * PciFunction::kNotifyOffMultiplier;
     if (at + 2 <= PciFunction::kBar4Size) bar_write(static_cast<std::uint16_t>(at), 2, q);
     if (!live || model_.needs_reset()) return;
     if (at + 2 > PciFunction::kBar4Size) return;
     const std::uint16_t used_now = get16(cfg.device + ring::used_idx_offset());
-    FUZZ_CHECK(used_now == static_cast<std::uint16_t>(used_before + 1), "a valid chain completed %u times",
+    FUZZ_CHECK(used_now == static_cast<std::uint16_t>(used_before + 1),
+               "a valid chain completed %u times",
                static_cast<std::uint16_t>(used_now - used_before));
     ring::UsedElem e;
     std::memcpy(&e, host(cfg.device + ring::used_ring_offset(used_before % n)), sizeof e);
-    FUZZ_CHECK(e.id.get() == head && e.len.get() == wlen, "used {%u,%u}, expected {%u,%u}", e.id.get(), e.len.get(),
-               head, wlen);
+    FUZZ_CHECK(e.id.get() == head && e.len.get() == wlen, "used {%u,%u}, expected {%u,%u}",
+               e.id.get(), e.len.get(), head, wlen);
     for (std::uint32_t i = 0; i < wlen; ++i) {
-      const std::uint8_t expect = two ? static_cast<std::uint8_t>(host(rbuf)[i % rlen] ^ TestDevice::kXorKey)
-                                      : static_cast<std::uint8_t>(static_cast<std::uint8_t>(i) ^ TestDevice::kXorKey);
-      FUZZ_CHECK(host(wbuf)[i] == expect, "response byte %u is %#x, expected %#x", i, host(wbuf)[i], expect);
+      const std::uint8_t expect =
+          two ? static_cast<std::uint8_t>(host(rbuf)[i % rlen] ^ TestDevice::kXorKey)
+              : static_cast<std::uint8_t>(static_cast<std::uint8_t>(i) ^ TestDevice::kXorKey);
+      FUZZ_CHECK(host(wbuf)[i] == expect, "response byte %u is %#x, expected %#x", i, host(wbuf)[i],
+                 expect);
     }
   }
 
@@ -661,7 +719,8 @@ class Harness {
       case kCfgWrite: {
         const ModelState before = ModelState::of(model_);
         cfg_write(op.offset, op.width, op.value);
-        virtio::fuzz::check_unchanged(before, ModelState::of(model_), "a configuration-space write");
+        virtio::fuzz::check_unchanged(before, ModelState::of(model_),
+                                      "a configuration-space write");
         break;
       }
       case kBarRead:
@@ -728,7 +787,8 @@ void run(const Input& in) {
 
 // --- seeds --------------------------------------------------------------------------------------
 
-Op op_of(std::uint8_t kind, std::uint16_t off = 0, std::uint8_t width = 4, std::uint32_t value = 0) {
+Op op_of(std::uint8_t kind, std::uint16_t off = 0, std::uint8_t width = 4,
+         std::uint32_t value = 0) {
   Op op;
   op.kind = kind;
   op.offset = off;
@@ -755,35 +815,69 @@ std::vector<std::pair<std::string, Input>> seeds() {
   for (bool transitional : {false, true}) {
     Input in;
     in.transitional = transitional;
-    in.ops = {op_of(kCfgRead, 0x00), op_of(kCfgRead, 0x08), op_of(kCfgRead, 0x34, 1), op_of(kCfgWrite, 0x20, 4, 0xffff'ffff),
-              op_of(kCfgRead, 0x20), op_of(kCfgWrite, 0x24, 4, 0xffff'ffff), op_of(kCfgRead, 0x24),
-              op_of(kCfgWrite, 0x10, 4, 0xffff'ffff), op_of(kCfgRead, 0x10), op_of(kAssignBars),
-              op_of(kBarRead, common::kNumQueues, 2), op_of(kInit), setup(0, 8), setup(1, 16), op_of(kDriverOk),
-              chain_op(0, 7 | (20 << 6)), chain_op(1, 1 | (1 << 6)), op_of(kBarRead, 0x1000, 1),
-              op_of(kBarRead, 0x1000, 1), op_of(kEvent, 0, 4, 0), op_of(kBarRead, common::kConfigGeneration, 1),
-              op_of(kBarWrite, common::kQueueEnable, 2, 0), op_of(kBarWrite, common::kQueueSize, 2, 4),
-              op_of(kBarRead, common::kQueueEnable, 2), op_of(kBarRead, 0x2000, 4), op_of(kBarRead, 0x200e, 4),
-              op_of(kBarWrite, common::kDeviceStatus, 1, 0), op_of(kBarRead, common::kQueueSize, 2)};
+    in.ops = {op_of(kCfgRead, 0x00),
+              op_of(kCfgRead, 0x08),
+              op_of(kCfgRead, 0x34, 1),
+              op_of(kCfgWrite, 0x20, 4, 0xffff'ffff),
+              op_of(kCfgRead, 0x20),
+              op_of(kCfgWrite, 0x24, 4, 0xffff'ffff),
+              op_of(kCfgRead, 0x24),
+              op_of(kCfgWrite, 0x10, 4, 0xffff'ffff),
+              op_of(kCfgRead, 0x10),
+              op_of(kAssignBars),
+              op_of(kBarRead, common::kNumQueues, 2),
+              op_of(kInit),
+              setup(0, 8),
+              setup(1, 16),
+              op_of(kDriverOk),
+              chain_op(0, 7 | (20 << 6)),
+              chain_op(1, 1 | (1 << 6)),
+              op_of(kBarRead, 0x1000, 1),
+              op_of(kBarRead, 0x1000, 1),
+              op_of(kEvent, 0, 4, 0),
+              op_of(kBarRead, common::kConfigGeneration, 1),
+              op_of(kBarWrite, common::kQueueEnable, 2, 0),
+              op_of(kBarWrite, common::kQueueSize, 2, 4),
+              op_of(kBarRead, common::kQueueEnable, 2),
+              op_of(kBarRead, 0x2000, 4),
+              op_of(kBarRead, 0x200e, 4),
+              op_of(kBarWrite, common::kDeviceStatus, 1, 0),
+              op_of(kBarRead, common::kQueueSize, 2)};
     out.emplace_back(transitional ? "transitional-lifecycle" : "modern-lifecycle", in);
   }
   {
     Input in;
-    in.ops = {op_of(kAssignBars), op_of(kBarRead, common::kDeviceFeature, 2), op_of(kBarWrite, common::kDeviceFeatureSelect, 4, 5),
-              op_of(kBarRead, common::kDeviceFeature, 4), op_of(kBarWrite, common::kQueueSelect, 2, 9),
-              op_of(kBarRead, common::kQueueSize, 2), op_of(kBarWrite, common::kQueueSize, 2, 8),
-              op_of(kBarWrite, common::kQueueSelect, 2, 0), op_of(kBarWrite, common::kQueueSize, 2, 6),
-              op_of(kBarWrite, common::kQueueEnable, 2, 1), op_of(kBarWrite, common::kNumQueues, 2, 7),
-              op_of(kBarWrite, common::kConfigGeneration, 1, 3), op_of(kCfgWrite, 0x04, 2, 0),
-              op_of(kBarRead, common::kNumQueues, 2), op_of(kCfgWrite, 0x00, 4, 0), op_of(kCfgWrite, 0x40, 4, 0),
-              op_of(kCfgRead, 0x41, 2), op_of(kCfgRead, 0x42, 4)};
+    in.ops = {op_of(kAssignBars),
+              op_of(kBarRead, common::kDeviceFeature, 2),
+              op_of(kBarWrite, common::kDeviceFeatureSelect, 4, 5),
+              op_of(kBarRead, common::kDeviceFeature, 4),
+              op_of(kBarWrite, common::kQueueSelect, 2, 9),
+              op_of(kBarRead, common::kQueueSize, 2),
+              op_of(kBarWrite, common::kQueueSize, 2, 8),
+              op_of(kBarWrite, common::kQueueSelect, 2, 0),
+              op_of(kBarWrite, common::kQueueSize, 2, 6),
+              op_of(kBarWrite, common::kQueueEnable, 2, 1),
+              op_of(kBarWrite, common::kNumQueues, 2, 7),
+              op_of(kBarWrite, common::kConfigGeneration, 1, 3),
+              op_of(kCfgWrite, 0x04, 2, 0),
+              op_of(kBarRead, common::kNumQueues, 2),
+              op_of(kCfgWrite, 0x00, 4, 0),
+              op_of(kCfgWrite, 0x40, 4, 0),
+              op_of(kCfgRead, 0x41, 2),
+              op_of(kCfgRead, 0x42, 4)};
     out.emplace_back("register-rules", in);
   }
   {
     Input in;
     in.faults = 0x200 | 0x800 | 0x1000 | 0x8000;
     in.notify_off = 3;
-    in.ops = {op_of(kAssignBars), op_of(kInit), setup(0, 8), op_of(kDriverOk), chain_op(0, 3),
-              op_of(kBarRead, common::kConfigGeneration, 1), op_of(kBarRead, common::kConfigGeneration, 1)};
+    in.ops = {op_of(kAssignBars),
+              op_of(kInit),
+              setup(0, 8),
+              op_of(kDriverOk),
+              chain_op(0, 3),
+              op_of(kBarRead, common::kConfigGeneration, 1),
+              op_of(kBarRead, common::kConfigGeneration, 1)};
     out.emplace_back("transport-faults", in);
   }
   return out;

@@ -87,13 +87,21 @@ enum BlkOp : std::uint8_t {
   kAbort,
   kRecover,
   kResize,
-  kFault,    // aim a fault at the next request
-  kStall,    // toggle "device never answers"
-  kHold,     // toggle held completions; off releases them in some order
+  kFault,  // aim a fault at the next request
+  kStall,  // toggle "device never answers"
+  kHold,   // toggle held completions; off releases them in some order
   kBlkOps,
 };
 
-enum Fault : std::uint8_t { kIoErr, kUnsupp, kNoStatus, kGarbage, kUnwritten, kNeedsReset, kFaults };
+enum Fault : std::uint8_t {
+  kIoErr,
+  kUnsupp,
+  kNoStatus,
+  kGarbage,
+  kUnwritten,
+  kNeedsReset,
+  kFaults
+};
 
 struct Op {
   std::uint8_t kind = kRead;
@@ -159,7 +167,8 @@ class BlkHarness {
     auto t = transport();
     if (!t) return;
     auto b = Blk::create(hal_, std::move(*t));
-    FUZZ_CHECK(b.has_value(), "Blk::create on the emulated device failed: %s", b.has_value() ? "" : virtio::error_name(b.error()));
+    FUZZ_CHECK(b.has_value(), "Blk::create on the emulated device failed: %s",
+               b.has_value() ? "" : virtio::error_name(b.error()));
     blk_.emplace(std::move(*b));
     blk_->set_poll_limit(2048);
     for (const Op& op : in_.ops) step(op);
@@ -178,8 +187,8 @@ class BlkHarness {
     pending_.clear();
     pci_.reset();
     const auto s = mem_.stats();
-    FUZZ_CHECK(s.pages_allocated == 0 && s.shares_live == 0 && s.dma_allocations == 0, "leak: %zu pages, %zu shares",
-               s.pages_allocated, s.shares_live);
+    FUZZ_CHECK(s.pages_allocated == 0 && s.shares_live == 0 && s.dma_allocations == 0,
+               "leak: %zu pages, %zu shares", s.pages_allocated, s.shares_live);
   }
 
  private:
@@ -195,7 +204,8 @@ class BlkHarness {
     bus_.map(kEcam, virtio::emu::PciHost::kEcamSize, &host_);
     host_.attach(1, 0, pci_.get());
     auto io = hal_.mmio_map(kEcam, virtio::emu::PciHost::kEcamSize);
-    virtio::PciRoot<virtio::MmioCam<EmuIo>> root(virtio::MmioCam<EmuIo>(*io, virtio::CamKind::Ecam));
+    virtio::PciRoot<virtio::MmioCam<EmuIo>> root(
+        virtio::MmioCam<EmuIo>(*io, virtio::CamKind::Ecam));
     virtio::PciRangeAllocator window(0x4000'0000, 0x4000'0000);
     const virtio::DeviceFunction df{0, 1, 0};
     FUZZ_CHECK(root.allocate_bars(df, window, nullptr).has_value(), "BAR assignment");
@@ -231,7 +241,8 @@ class BlkHarness {
     }
     return seq;
   }
-  FUZZ_NOCOV void learn_write(std::uint64_t seq, std::uint64_t sector, const std::uint8_t* data, std::size_t len, bool ok) {
+  FUZZ_NOCOV void learn_write(std::uint64_t seq, std::uint64_t sector, const std::uint8_t* data,
+                              std::size_t len, bool ok) {
     const std::size_t off = sector * blk::kSectorSize;
     for (std::size_t i = 0; i < len && off + i < disk_.size(); ++i) {
       if (latest_[off + i] != seq) continue;
@@ -251,8 +262,8 @@ class BlkHarness {
   FUZZ_NOCOV void check_read(const Pending& p) {
     for (std::size_t i = 0; i < p.expect.size(); ++i) {
       if (p.expect_known[i]) {
-        FUZZ_CHECK(p.buf[i] == p.expect[i], "nb read byte %zu of sector %llu is %#x, written %#x", i,
-                   static_cast<unsigned long long>(p.sector), p.buf[i], p.expect[i]);
+        FUZZ_CHECK(p.buf[i] == p.expect[i], "nb read byte %zu of sector %llu is %#x, written %#x",
+                   i, static_cast<unsigned long long>(p.sector), p.buf[i], p.expect[i]);
       }
     }
   }
@@ -267,10 +278,11 @@ class BlkHarness {
   // A request's result must be one of its fault's class.
   void check_error(Error e, const char* what, bool tainted = false) {
     FUZZ_CHECK(e == Error::IoError || e == Error::Unsupported || e == Error::DeviceBroken ||
-                   e == Error::DeviceNeedsReset || e == Error::Timeout || e == Error::InvalidParam ||
-                   e == Error::QueueFull,
+                   e == Error::DeviceNeedsReset || e == Error::Timeout ||
+                   e == Error::InvalidParam || e == Error::QueueFull,
                "%s failed with %s", what, virtio::error_name(e));
-    if (!tainted && !faulty_ && !blk_->broken() && e != Error::InvalidParam && e != Error::QueueFull) {
+    if (!tainted && !faulty_ && !blk_->broken() && e != Error::InvalidParam &&
+        e != Error::QueueFull) {
       // No fault was armed and the driver was healthy: an honest device does not fail I/O.
       FUZZ_CHECK(false, "%s failed with %s without a fault", what, virtio::error_name(e));
     }
@@ -288,7 +300,8 @@ class BlkHarness {
       if (p.write) learn_write(p.seq, p.sector, nullptr, p.buf.size(), false);
     }
     auto again = blk_->complete(token);
-    FUZZ_CHECK(!again.has_value() && again.error() == Error::WrongToken, "token %u completed twice", token);
+    FUZZ_CHECK(!again.has_value() && again.error() == Error::WrongToken, "token %u completed twice",
+               token);
   }
 
   void arm(std::uint8_t which) {
@@ -296,18 +309,30 @@ class BlkHarness {
     const std::uint64_t next = dev_->block_stats().requests;
     faulty_ = true;
     switch (which % kFaults) {
-      case kIoErr: f.ioerr_on_request = next; break;
-      case kUnsupp: f.unsupp_on_request = next; break;
-      case kNoStatus: f.no_status_on_request = next; break;
-      case kGarbage: f.garbage_status_on_request = next; break;
-      case kUnwritten: f.unwritten_status_on_request = next; break;
-      default: f.needs_reset_on_request = next; break;
+      case kIoErr:
+        f.ioerr_on_request = next;
+        break;
+      case kUnsupp:
+        f.unsupp_on_request = next;
+        break;
+      case kNoStatus:
+        f.no_status_on_request = next;
+        break;
+      case kGarbage:
+        f.garbage_status_on_request = next;
+        break;
+      case kUnwritten:
+        f.unwritten_status_on_request = next;
+        break;
+      default:
+        f.needs_reset_on_request = next;
+        break;
     }
   }
 
   void step(const Op& op) {
-    virtio::fuzz::trace("blk op %u sector %llu blocks %u arg %u", op.kind, static_cast<unsigned long long>(op.sector),
-                        op.blocks, op.arg);
+    virtio::fuzz::trace("blk op %u sector %llu blocks %u arg %u", op.kind,
+                        static_cast<unsigned long long>(op.sector), op.blocks, op.arg);
     Blk& b = *blk_;
     const std::uint64_t spb = bs() / blk::kSectorSize;
     const std::uint64_t sector = op.sector / spb * spb;  // usually aligned
@@ -349,7 +374,8 @@ class BlkHarness {
         std::array<std::uint8_t, blk::kIdBytes> id{};
         auto r = b.device_id(id);
         if (r.has_value()) {
-          FUZZ_CHECK(*r == 9 && std::memcmp(id.data(), "roundtrip", 9) == 0, "GET_ID returned the wrong id");
+          FUZZ_CHECK(*r == 9 && std::memcmp(id.data(), "roundtrip", 9) == 0,
+                     "GET_ID returned the wrong id");
         } else {
           check_error(r.error(), "GET_ID");
         }
@@ -393,7 +419,8 @@ class BlkHarness {
       }
       case kPeek: {
         auto r = b.peek_used();
-        if (r.has_value()) FUZZ_CHECK(pending_.count(*r), "peek_used() returned %u, not pending", *r);
+        if (r.has_value())
+          FUZZ_CHECK(pending_.count(*r), "peek_used() returned %u, not pending", *r);
         (void)b.ack_interrupt();
         break;
       }
@@ -411,7 +438,8 @@ class BlkHarness {
       case kRecover: {
         const bool was_broken = b.broken();
         auto r = b.recover();
-        FUZZ_CHECK(r.has_value(), "recover() of the emulated device failed: %s", r.has_value() ? "" : virtio::error_name(r.error()));
+        FUZZ_CHECK(r.has_value(), "recover() of the emulated device failed: %s",
+                   r.has_value() ? "" : virtio::error_name(r.error()));
         FUZZ_CHECK(!b.broken(), "recover() left the driver broken");
         for (auto& [t, p] : pending_) p.tainted = true;
         if (was_broken) {
@@ -423,13 +451,15 @@ class BlkHarness {
       }
       case kResize: {
         // F25: the disk shrinks (or grows back); I/O beyond it is refused by the driver.
-        const std::uint64_t sectors = std::max<std::uint64_t>(spb, (op.arg % kDiskSectors) / spb * spb);
+        const std::uint64_t sectors =
+            std::max<std::uint64_t>(spb, (op.arg % kDiskSectors) / spb * spb);
         dev_->set_capacity(sectors * blk::kSectorSize);
         // F25: requests already submitted may now lie beyond the disk: IOERR is their
         // lawful answer.
         for (auto& [t, p] : pending_) p.tainted = true;
         (void)b.ack_interrupt();
-        if (!b.broken()) FUZZ_CHECK(b.config().capacity_sectors == sectors, "capacity change not seen");
+        if (!b.broken())
+          FUZZ_CHECK(b.config().capacity_sectors == sectors, "capacity change not seen");
         // Bytes beyond the new end are gone (a later grow reads zeroes): forget them.
         const std::uint64_t seq = ++seq_;
         for (std::size_t i = sectors * blk::kSectorSize; i < disk_.size(); ++i) {
@@ -460,7 +490,9 @@ class BlkHarness {
       default:
         break;
     }
-    if (b.broken()) FUZZ_CHECK(b.in_flight() == 0, "a broken driver left %u requests with the device", b.in_flight());
+    if (b.broken())
+      FUZZ_CHECK(b.in_flight() == 0, "a broken driver left %u requests with the device",
+                 b.in_flight());
   }
 
   const Input& in_;
@@ -512,7 +544,8 @@ class GenericHarness {
     reset();
     q_.reset();
     const auto s = mem_.stats();
-    FUZZ_CHECK(s.pages_allocated == 0 && s.shares_live == 0, "leak: %zu pages, %zu shares", s.pages_allocated, s.shares_live);
+    FUZZ_CHECK(s.pages_allocated == 0 && s.shares_live == 0, "leak: %zu pages, %zu shares",
+               s.pages_allocated, s.shares_live);
   }
 
  private:
@@ -527,14 +560,17 @@ class GenericHarness {
     for (const auto& b : r.in) readable.insert(readable.end(), b.begin(), b.end());
     std::uint64_t writable = 0;
     for (const auto& b : r.out) writable += b.size();
-    const std::uint64_t expect_len = echo_ ? std::min<std::uint64_t>(readable.size(), writable) : writable;
-    FUZZ_CHECK(len == expect_len, "used len %u, rule says %llu", len, static_cast<unsigned long long>(expect_len));
+    const std::uint64_t expect_len =
+        echo_ ? std::min<std::uint64_t>(readable.size(), writable) : writable;
+    FUZZ_CHECK(len == expect_len, "used len %u, rule says %llu", len,
+               static_cast<unsigned long long>(expect_len));
     std::size_t i = 0;
     for (const auto& b : r.out) {
       for (std::size_t k = 0; k < b.size() && i < len; ++k, ++i) {
-        const std::uint8_t want = echo_ ? readable[i]
-                                        : readable.empty() ? static_cast<std::uint8_t>(static_cast<std::uint8_t>(i) ^ 0x5a)
-                                                           : static_cast<std::uint8_t>(readable[i % readable.size()] ^ 0x5a);
+        const std::uint8_t want =
+            echo_              ? readable[i]
+            : readable.empty() ? static_cast<std::uint8_t>(static_cast<std::uint8_t>(i) ^ 0x5a)
+                               : static_cast<std::uint8_t>(readable[i % readable.size()] ^ 0x5a);
         FUZZ_CHECK(b[k] == want, "response byte %zu is %#x, rule says %#x", i, b[k], want);
       }
     }
@@ -556,7 +592,8 @@ class GenericHarness {
 
   void reset() {
     FUZZ_CHECK(virtio::reset_device(*t_).has_value(), "reset");
-    while (auto token = q_->detach_unused()) FUZZ_CHECK(reqs_.erase(*token) == 1, "detach returned %u", *token);
+    while (auto token = q_->detach_unused())
+      FUZZ_CHECK(reqs_.erase(*token) == 1, "detach returned %u", *token);
     FUZZ_CHECK(reqs_.empty(), "requests lost across reset");
   }
 
@@ -568,16 +605,19 @@ class GenericHarness {
         const std::size_t nin = op.blocks % 3, nout = 1 + op.arg % 3;
         for (std::size_t k = 0; k < nin; ++k) {
           r.in.emplace_back(1 + (op.sector + k * 7) % 200);
-          for (std::size_t i = 0; i < r.in.back().size(); ++i) r.in.back()[i] = static_cast<std::uint8_t>(op.arg + i + k);
+          for (std::size_t i = 0; i < r.in.back().size(); ++i)
+            r.in.back()[i] = static_cast<std::uint8_t>(op.arg + i + k);
         }
-        for (std::size_t k = 0; k < nout; ++k) r.out.emplace_back(1 + (op.sector * 3 + k) % 300, std::uint8_t{0xcc});
+        for (std::size_t k = 0; k < nout; ++k)
+          r.out.emplace_back(1 + (op.sector * 3 + k) % 300, std::uint8_t{0xcc});
         std::vector<std::span<const std::uint8_t>> ins;
         std::vector<std::span<std::uint8_t>> outs;
         for (auto& b : r.in) ins.emplace_back(b.data(), b.size());
         for (auto& b : r.out) outs.emplace_back(b.data(), b.size());
         auto token = q_->add(ins, outs);
         if (!token.has_value()) {
-          FUZZ_CHECK(token.error() == Error::QueueFull || token.error() == Error::InvalidParam || token.error() == Error::DmaError,
+          FUZZ_CHECK(token.error() == Error::QueueFull || token.error() == Error::InvalidParam ||
+                         token.error() == Error::DmaError,
                      "add: %s", virtio::error_name(token.error()));
           break;
         }
@@ -603,7 +643,8 @@ class GenericHarness {
         // The rule applies when the device serves a chain: switch only with nothing posted.
         if (!reqs_.empty()) break;
         echo_ = op.arg & 1;
-        dev_.set_response(echo_ ? virtio::emu::TestResponse::Echo : virtio::emu::TestResponse::XorPattern);
+        dev_.set_response(echo_ ? virtio::emu::TestResponse::Echo
+                                : virtio::emu::TestResponse::XorPattern);
         break;
       case 4: {  // restart after a reset
         reset();
@@ -627,7 +668,9 @@ class GenericHarness {
           // The driver's shadow avail idx no longer matches: only a reset recovers.
           reset();
           auto f = virtio::begin_init(*t_, virtio::kTransportFeatures);
-          FUZZ_CHECK(f.has_value() && q_->restart(*t_).has_value() && virtio::finish_init(*t_).has_value(), "recovery");
+          FUZZ_CHECK(
+              f.has_value() && q_->restart(*t_).has_value() && virtio::finish_init(*t_).has_value(),
+              "recovery");
         }
         break;
     }
@@ -658,7 +701,8 @@ void run(const Input& in) {
 
 // --- seeds --------------------------------------------------------------------------------------
 
-Op op_of(std::uint8_t kind, std::uint64_t sector = 0, std::uint8_t blocks = 1, std::uint8_t arg = 0) {
+Op op_of(std::uint8_t kind, std::uint64_t sector = 0, std::uint8_t blocks = 1,
+         std::uint8_t arg = 0) {
   Op op;
   op.kind = kind;
   op.sector = sector;
@@ -669,9 +713,18 @@ Op op_of(std::uint8_t kind, std::uint64_t sector = 0, std::uint8_t blocks = 1, s
 
 std::vector<std::pair<std::string, Input>> seeds() {
   std::vector<std::pair<std::string, Input>> out;
-  const std::vector<Op> io = {op_of(kWrite, 0, 2, 1), op_of(kRead, 0, 2), op_of(kWriteNb, 8, 1, 9), op_of(kReadNb, 8, 1),
-                              op_of(kComplete, 0, 1, 0), op_of(kComplete, 0, 1, 0), op_of(kFlush), op_of(kGetId),
-                              op_of(kWriteZeroes, 0, 1), op_of(kRead, 0, 1), op_of(kDiscard, 8, 1), op_of(kRead, 8, 1)};
+  const std::vector<Op> io = {op_of(kWrite, 0, 2, 1),
+                              op_of(kRead, 0, 2),
+                              op_of(kWriteNb, 8, 1, 9),
+                              op_of(kReadNb, 8, 1),
+                              op_of(kComplete, 0, 1, 0),
+                              op_of(kComplete, 0, 1, 0),
+                              op_of(kFlush),
+                              op_of(kGetId),
+                              op_of(kWriteZeroes, 0, 1),
+                              op_of(kRead, 0, 1),
+                              op_of(kDiscard, 8, 1),
+                              op_of(kRead, 8, 1)};
   for (int v = 0; v < 8; ++v) {
     Input in;
     in.pci = v & 1;
@@ -682,34 +735,52 @@ std::vector<std::pair<std::string, Input>> seeds() {
   }
   for (std::uint8_t f = 0; f < kFaults; ++f) {
     Input in;
-    in.ops = {op_of(kWrite, 0, 1, 3), op_of(kFault, 0, 1, f), op_of(kWrite, 0, 1, 4), op_of(kRead, 0, 1), op_of(kRecover),
-              op_of(kRead, 0, 1), op_of(kWrite, 0, 1, 5), op_of(kRead, 0, 1)};
+    in.ops = {op_of(kWrite, 0, 1, 3), op_of(kFault, 0, 1, f), op_of(kWrite, 0, 1, 4),
+              op_of(kRead, 0, 1),     op_of(kRecover),        op_of(kRead, 0, 1),
+              op_of(kWrite, 0, 1, 5), op_of(kRead, 0, 1)};
     out.emplace_back("fault-" + std::to_string(f), in);
   }
   {
     Input in;
-    in.ops = {op_of(kWriteNb, 0, 1, 1), op_of(kStall), op_of(kWriteNb, 1, 1, 2), op_of(kRead, 0, 1), op_of(kComplete),
-              op_of(kComplete), op_of(kStall), op_of(kRecover), op_of(kRead, 1, 1)};
+    in.ops = {op_of(kWriteNb, 0, 1, 1),
+              op_of(kStall),
+              op_of(kWriteNb, 1, 1, 2),
+              op_of(kRead, 0, 1),
+              op_of(kComplete),
+              op_of(kComplete),
+              op_of(kStall),
+              op_of(kRecover),
+              op_of(kRead, 1, 1)};
     out.emplace_back("stall", in);
     Input hold;
-    hold.ops = {op_of(kHold), op_of(kWriteNb, 0, 1, 1), op_of(kWriteNb, 1, 1, 2), op_of(kReadNb, 2, 1), op_of(kHold, 0, 1, 1),
-                op_of(kComplete, 0, 1, 2), op_of(kComplete), op_of(kComplete), op_of(kRead, 0, 2)};
+    hold.ops = {op_of(kHold),         op_of(kWriteNb, 0, 1, 1), op_of(kWriteNb, 1, 1, 2),
+                op_of(kReadNb, 2, 1), op_of(kHold, 0, 1, 1),    op_of(kComplete, 0, 1, 2),
+                op_of(kComplete),     op_of(kComplete),         op_of(kRead, 0, 2)};
     out.emplace_back("hold-reverse", hold);
     Input plug;
-    plug.ops = {op_of(kPlug, 0, 1, 1), op_of(kWriteNb, 0, 1, 1), op_of(kWriteNb, 1, 1, 2), op_of(kPlug, 0, 1, 0),
-                op_of(kPeek), op_of(kComplete), op_of(kComplete), op_of(kAbort), op_of(kRecover), op_of(kRead, 0, 2)};
+    plug.ops = {op_of(kPlug, 0, 1, 1),
+                op_of(kWriteNb, 0, 1, 1),
+                op_of(kWriteNb, 1, 1, 2),
+                op_of(kPlug, 0, 1, 0),
+                op_of(kPeek),
+                op_of(kComplete),
+                op_of(kComplete),
+                op_of(kAbort),
+                op_of(kRecover),
+                op_of(kRead, 0, 2)};
     out.emplace_back("plug-abort", plug);
     Input resize;
-    resize.ops = {op_of(kWrite, 60, 2, 1), op_of(kResize, 0, 1, 32), op_of(kRead, 60, 1), op_of(kRead, 0, 1),
-                  op_of(kResize, 0, 1, 63), op_of(kRead, 40, 1)};
+    resize.ops = {op_of(kWrite, 60, 2, 1), op_of(kResize, 0, 1, 32), op_of(kRead, 60, 1),
+                  op_of(kRead, 0, 1),      op_of(kResize, 0, 1, 63), op_of(kRead, 40, 1)};
     out.emplace_back("resize", resize);
   }
   {
     Input in;
     in.generic = true;
-    in.ops = {op_of(0, 5, 2, 1), op_of(0, 9, 0, 2), op_of(1), op_of(2, 0, 1, 0), op_of(0, 3, 1, 0), op_of(0, 4, 1, 1),
-              op_of(2, 0, 1, 3), op_of(1), op_of(3, 0, 1, 1), op_of(0, 7, 2, 2), op_of(1), op_of(4), op_of(0, 1, 1, 1),
-              op_of(5, 0, 1, 0xff), op_of(0, 1, 1, 1), op_of(1)};
+    in.ops = {op_of(0, 5, 2, 1), op_of(0, 9, 0, 2),    op_of(1),          op_of(2, 0, 1, 0),
+              op_of(0, 3, 1, 0), op_of(0, 4, 1, 1),    op_of(2, 0, 1, 3), op_of(1),
+              op_of(3, 0, 1, 1), op_of(0, 7, 2, 2),    op_of(1),          op_of(4),
+              op_of(0, 1, 1, 1), op_of(5, 0, 1, 0xff), op_of(0, 1, 1, 1), op_of(1)};
     out.emplace_back("generic", in);
     in.bounce = true;
     in.big_blocks = true;

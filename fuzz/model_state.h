@@ -48,7 +48,8 @@ inline void check_queues_unchanged(const ModelState& before, const ModelState& a
 }
 
 inline void check_unchanged(const ModelState& before, const ModelState& after, const char* what) {
-  FUZZ_CHECK(before.status == after.status, "%s changed status %#x -> %#x", what, before.status, after.status);
+  FUZZ_CHECK(before.status == after.status, "%s changed status %#x -> %#x", what, before.status,
+             after.status);
   FUZZ_CHECK(before.driver_features == after.driver_features, "%s changed driver features", what);
   FUZZ_CHECK(before.isr == after.isr, "%s changed the ISR %#x -> %#x", what, before.isr, after.isr);
   check_queues_unchanged(before, after, -1, what);
@@ -58,7 +59,8 @@ inline void check_unchanged(const ModelState& before, const ModelState& after, c
 // NEEDS_RESET and the driver's FAILED): DRIVER needs ACKNOWLEDGE, FEATURES_OK needs DRIVER
 // (never on a legacy device), DRIVER_OK needs FEATURES_OK (legacy: DRIVER).
 inline void check_status_shape(std::uint8_t s, bool legacy) {
-  if (s & status::kDriver) FUZZ_CHECK(s & status::kAcknowledge, "DRIVER without ACKNOWLEDGE (%#x)", s);
+  if (s & status::kDriver)
+    FUZZ_CHECK(s & status::kAcknowledge, "DRIVER without ACKNOWLEDGE (%#x)", s);
   if (s & status::kFeaturesOk) {
     FUZZ_CHECK(!legacy, "FEATURES_OK on a legacy device (%#x)", s);
     FUZZ_CHECK(s & status::kDriver, "FEATURES_OK without DRIVER (%#x)", s);
@@ -72,8 +74,8 @@ inline void check_status_shape(std::uint8_t s, bool legacy) {
 // A write of `value` to the status register moved `before` to `after` (§2.1.1, §2.4.2,
 // §3.1.1; Firecracker's transition table): reset, refuse, or exactly the new bits (minus a
 // refused FEATURES_OK), never a cleared driver bit.
-inline void check_status_write(const ModelState& before, const ModelState& after, std::uint8_t value,
-                               const emu::DeviceModel& m, bool legacy) {
+inline void check_status_write(const ModelState& before, const ModelState& after,
+                               std::uint8_t value, const emu::DeviceModel& m, bool legacy) {
   const emu::TransportFaults& f = const_cast<emu::DeviceModel&>(m).faults();
   if (value == 0) {
     if (f.reset_never_completes) {
@@ -84,7 +86,8 @@ inline void check_status_write(const ModelState& before, const ModelState& after
                "reset left status %#x / features / isr %#x", after.status, after.isr);
     for (std::size_t q = 0; q < after.queues.size(); ++q) {
       const emu::QueueConfig& c = after.queues[q];
-      FUZZ_CHECK(!c.ready && c.size == 0 && c.desc == 0 && c.driver == 0 && c.device == 0 && c.legacy_pfn == 0,
+      FUZZ_CHECK(!c.ready && c.size == 0 && c.desc == 0 && c.driver == 0 && c.device == 0 &&
+                     c.legacy_pfn == 0,
                  "reset left queue %zu configured", q);
       FUZZ_CHECK(c.max_size == before.queues[q].max_size, "reset changed QueueNumMax");
     }
@@ -100,11 +103,12 @@ inline void check_status_write(const ModelState& before, const ModelState& after
   bool valid = (value & driver_bits) == driver_bits;
   if ((added & status::kDriver) && !has(status::kAcknowledge)) valid = false;
   if ((added & status::kFeaturesOk) && (legacy || !has(status::kDriver))) valid = false;
-  if ((added & status::kDriverOk) && (legacy ? !has(status::kDriver) : !has(status::kFeaturesOk))) valid = false;
+  if ((added & status::kDriverOk) && (legacy ? !has(status::kDriver) : !has(status::kFeaturesOk)))
+    valid = false;
   if (added & status::kDeviceNeedsReset) valid = false;
   if (!valid) {
-    FUZZ_CHECK(after.status == before.status, "invalid status write %#x accepted (%#x -> %#x)", value,
-               before.status, after.status);
+    FUZZ_CHECK(after.status == before.status, "invalid status write %#x accepted (%#x -> %#x)",
+               value, before.status, after.status);
     return;
   }
   const auto full = static_cast<std::uint8_t>(value | (before.status & status::kDeviceNeedsReset));
@@ -114,15 +118,18 @@ inline void check_status_write(const ModelState& before, const ModelState& after
     // §2.2.2: FEATURES_OK latches only for an acceptable subset of what was offered.
     acceptable = !f.refuse_features_ok && (before.driver_features & ~m.device_features()) == 0;
     // A refused FEATURES_OK also drops a DRIVER_OK written with it (§3.1.1).
-    if (!acceptable) expect = static_cast<std::uint8_t>(full & ~(status::kFeaturesOk | status::kDriverOk));
+    if (!acceptable)
+      expect = static_cast<std::uint8_t>(full & ~(status::kFeaturesOk | status::kDriverOk));
   }
   // Activation failure (rings outside memory, ...): the device may answer DRIVER_OK with
   // NEEDS_RESET (§2.1.2; Firecracker #4665), never with a crash.
   const bool activation_failed =
-      (added & status::kDriverOk) && after.status == static_cast<std::uint8_t>(expect | status::kDeviceNeedsReset);
+      (added & status::kDriverOk) &&
+      after.status == static_cast<std::uint8_t>(expect | status::kDeviceNeedsReset);
   FUZZ_CHECK(after.status == expect || activation_failed,
-             "status write %#x gave %#x, expected %#x (was %#x, features %#llx %s)", value, after.status, expect,
-             before.status, static_cast<unsigned long long>(before.driver_features),
+             "status write %#x gave %#x, expected %#x (was %#x, features %#llx %s)", value,
+             after.status, expect, before.status,
+             static_cast<unsigned long long>(before.driver_features),
              acceptable ? "acceptable" : "refused");
   check_status_shape(after.status, legacy);
 }

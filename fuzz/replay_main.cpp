@@ -49,7 +49,8 @@ int write_seeds(const fs::path& dir) {
     LLVMFuzzerTestOneInput(s.bytes.data(), s.bytes.size());
     const fs::path p = dir / ("seed-" + s.name);
     std::ofstream f(p, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(s.bytes.data()), static_cast<std::streamsize>(s.bytes.size()));
+    f.write(reinterpret_cast<const char*>(s.bytes.data()),
+            static_cast<std::streamsize>(s.bytes.size()));
     if (!f) {
       std::fprintf(stderr, "cannot write %s\n", p.c_str());
       return 1;

@@ -13,7 +13,9 @@ constexpr std::size_t kLsr = 5;
 constexpr std::uint8_t kLsrDataReady = 1 << 0;
 constexpr std::uint8_t kLsrThrEmpty = 1 << 5;
 
-volatile std::uint8_t* uart() { return reinterpret_cast<volatile std::uint8_t*>(platform::kUartBase); }
+volatile std::uint8_t* uart() {
+  return reinterpret_cast<volatile std::uint8_t*>(platform::kUartBase);
+}
 
 struct Sink {
   char* buf;
@@ -133,7 +135,8 @@ std::size_t vformat(char* buf, std::size_t cap, const char* fmt, va_list ap) {
       case 'd':
       case 'i': {
         const std::int64_t v = wide ? va_arg(ap, std::int64_t) : va_arg(ap, int);
-        const std::uint64_t mag = v < 0 ? 0 - static_cast<std::uint64_t>(v) : static_cast<std::uint64_t>(v);
+        const std::uint64_t mag =
+            v < 0 ? 0 - static_cast<std::uint64_t>(v) : static_cast<std::uint64_t>(v);
         put_number(out, mag, 10, false, v < 0, width, zero_pad, left);
         break;
       }

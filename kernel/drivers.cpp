@@ -6,9 +6,9 @@
 // tests.h (axdriver/net.h) first: core/include/axdriver/net_buf.h names `virtio::` unqualified
 // inside namespace axdriver, which breaks once axdriver::virtio has been declared by an
 // axdriver/virtio/*.h header included earlier (reported to the net/core owners).
-#include "tests.h"
 #include "axdriver/virtio/blk.h"
 #include "hal.h"
+#include "tests.h"
 
 // The net and GPU adapters are compiled in when their headers exist.
 #if __has_include("axdriver/virtio/net.h")
@@ -69,10 +69,14 @@ void run_gpu(Transport transport, const char* location, DeviceResult& r) {
 
 const char* type_name(axdriver::DeviceType type) {
   switch (type) {
-    case axdriver::DeviceType::Block: return "blk";
-    case axdriver::DeviceType::Net: return "net";
-    case axdriver::DeviceType::Display: return "gpu";
-    case axdriver::DeviceType::Char: return "other";
+    case axdriver::DeviceType::Block:
+      return "blk";
+    case axdriver::DeviceType::Net:
+      return "net";
+    case axdriver::DeviceType::Display:
+      return "gpu";
+    case axdriver::DeviceType::Char:
+      return "other";
   }
   return "other";
 }

@@ -84,9 +84,8 @@ void scan_pci(Summary& s) {
   for (const virtio::PciFunctionEntry& e : root.enumerate_bus(0)) {
     char location[virtio::kDeviceFunctionStringSize];
     virtio::format_device_function(e.df, location, sizeof location);
-    printf("kernel: pci %s %04x:%04x subsystem %04x class %02x%02x\n", location,
-           e.info.vendor_id, e.info.device_id, e.info.subsystem_id, e.info.class_code,
-           e.info.subclass);
+    printf("kernel: pci %s %04x:%04x subsystem %04x class %02x%02x\n", location, e.info.vendor_id,
+           e.info.device_id, e.info.subsystem_id, e.info.class_code, e.info.subclass);
     if (e.info.vendor_id != virtio::pci::kVendorRedHat) continue;  // not virtio: not ours
 
     DeviceResult r;
@@ -141,9 +140,10 @@ fdt::Facts init_memory(std::uintptr_t dtb) {
   std::uint64_t end = ram_end;
   if (dtb >= start && dtb < end) end = dtb & ~std::uint64_t{virtio::kPageSize - 1};
   page_allocator().init(start, end > start ? end - start : 0);
-  printf("kernel: ram 0x%lx-0x%lx, image 0x%lx-0x%lx, dma pool %zu pages at 0x%lx, timebase %lu Hz\n",
-         ram_base, ram_end, reinterpret_cast<std::uint64_t>(__kernel_start), start,
-         page_allocator().total_pages(), page_allocator().base(), platform::ticks_per_second());
+  printf(
+      "kernel: ram 0x%lx-0x%lx, image 0x%lx-0x%lx, dma pool %zu pages at 0x%lx, timebase %lu Hz\n",
+      ram_base, ram_end, reinterpret_cast<std::uint64_t>(__kernel_start), start,
+      page_allocator().total_pages(), page_allocator().base(), platform::ticks_per_second());
   return facts;
 }
 
@@ -160,7 +160,8 @@ bool contains(const char* haystack, const char* needle) {
 // that a trap is reported and ends the run (exit status 100) instead of hanging.
 void maybe_fault(const char* bootargs) {
   if (!contains(bootargs, "virtio-test.fault")) return;
-  printf("kernel: faulting on purpose (virtio-test.fault): load from OpenSBI's PMP-protected RAM\n");
+  printf(
+      "kernel: faulting on purpose (virtio-test.fault): load from OpenSBI's PMP-protected RAM\n");
   const auto* firmware = reinterpret_cast<const volatile std::uint64_t*>(platform::kRamBase);
   printf("kernel: read 0x%lx\n", *firmware);
 }

@@ -128,11 +128,11 @@ class NetExercise {
     return send(kEthHeader + 28, [&](std::uint8_t* f) {
       fill_eth(f, eth_dst, kEtherArp);
       std::uint8_t* a = f + kEthHeader;
-      put16(a, 1);            // htype Ethernet
+      put16(a, 1);  // htype Ethernet
       put16(a + 2, kEtherIpv4);
-      a[4] = 6;               // hlen
-      a[5] = 4;               // plen
-      put16(a + 6, oper);     // 1 request, 2 reply
+      a[4] = 6;            // hlen
+      a[5] = 4;            // plen
+      put16(a + 6, oper);  // 1 request, 2 reply
       put(a + 8, mac_);
       put(a + 14, kGuestIp);
       put(a + 18, tha);
@@ -264,8 +264,6 @@ class NetExercise {
 
 }  // namespace
 
-void test_net(axdriver::NetDriverOps& dev, DeviceResult& r) {
-  NetExercise(dev, r).run();
-}
+void test_net(axdriver::NetDriverOps& dev, DeviceResult& r) { NetExercise(dev, r).run(); }
 
 }  // namespace kernel

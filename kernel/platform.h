@@ -7,8 +7,8 @@
 
 namespace kernel::platform {
 
-inline constexpr std::uintptr_t kUartBase = 0x1000'0000;   // ns16550a
-inline constexpr std::uintptr_t kTestBase = 0x0010'0000;   // sifive_test (exit device)
+inline constexpr std::uintptr_t kUartBase = 0x1000'0000;  // ns16550a
+inline constexpr std::uintptr_t kTestBase = 0x0010'0000;  // sifive_test (exit device)
 
 // virtio-mmio: 8 slots of 0x1000 at 0x1000_1000 + 0x1000 * i (QEMU fills them from the
 // highest slot down: the first -device goes to 0x1000_8000).

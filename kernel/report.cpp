@@ -45,14 +45,22 @@ void report_device(Summary& s, const char* transport, const char* location, cons
 const char* dev_error_name(axdriver::DevError e) {
   using axdriver::DevError;
   switch (e) {
-    case DevError::AlreadyExists: return "AlreadyExists";
-    case DevError::Again: return "Again";
-    case DevError::BadState: return "BadState";
-    case DevError::InvalidParam: return "InvalidParam";
-    case DevError::Io: return "Io";
-    case DevError::NoMemory: return "NoMemory";
-    case DevError::ResourceBusy: return "ResourceBusy";
-    case DevError::Unsupported: return "Unsupported";
+    case DevError::AlreadyExists:
+      return "AlreadyExists";
+    case DevError::Again:
+      return "Again";
+    case DevError::BadState:
+      return "BadState";
+    case DevError::InvalidParam:
+      return "InvalidParam";
+    case DevError::Io:
+      return "Io";
+    case DevError::NoMemory:
+      return "NoMemory";
+    case DevError::ResourceBusy:
+      return "ResourceBusy";
+    case DevError::Unsupported:
+      return "Unsupported";
   }
   return "Unknown";
 }

@@ -44,8 +44,8 @@ RamBackend::RamBackend(std::uint64_t bytes) : size_(bytes) {
   // and lazily zero-filled, so large disks cost nothing until touched (the cold benchmarks
   // use 512 MiB+).
   mapped_ = mapping_length(bytes);
-  void* p = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+  void* p = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
     mapped_ = 0;
     size_ = 0;
@@ -189,8 +189,8 @@ void FileBackend::resize(std::uint64_t bytes) {
 namespace {
 
 std::uint64_t block_features(const BlockDeviceConfig& c) {
-  std::uint64_t f = feature::kVersion1 | feature::kRingIndirectDesc | feature::kRingEventIdx |
-                    blk::kFSegMax;
+  std::uint64_t f =
+      feature::kVersion1 | feature::kRingIndirectDesc | feature::kRingEventIdx | blk::kFSegMax;
   if (c.block_size != 512 || c.always_offer_blk_size) f |= blk::kFBlkSize;
   if (c.size_max != 0) f |= blk::kFSizeMax;
   if (c.read_only) f |= blk::kFRo;
@@ -321,7 +321,8 @@ std::size_t BlockDevice::release_held(HeldOrder order, std::uint64_t seed) {
 
 std::optional<std::uint32_t> BlockDevice::serve(const DeviceQueue::Chain& chain) {
   // §5.2.6: a 16-byte header the device reads, then data, then one status byte it writes.
-  if (chain.readable_bytes < sizeof(blk::ReqHeader) || chain.writable_bytes < 1) return std::nullopt;
+  if (chain.readable_bytes < sizeof(blk::ReqHeader) || chain.writable_bytes < 1)
+    return std::nullopt;
   // Copied once (the driver may rewrite it concurrently): the common layout has the whole
   // header in the first descriptor.
   blk::ReqHeader hdr{};
@@ -434,8 +435,10 @@ std::uint8_t BlockDevice::do_segments(std::uint32_t type, const DeviceQueue::Cha
     if (!settings_.write_zeroes) return blk::kSUnsupp;
   }
   if (settings_.read_only) return blk::kSIoErr;
-  const std::uint32_t max_seg = discard ? settings_.max_discard_seg : settings_.max_write_zeroes_seg;
-  const std::uint32_t max_sectors = discard ? settings_.max_discard_sectors : settings_.max_write_zeroes_sectors;
+  const std::uint32_t max_seg =
+      discard ? settings_.max_discard_seg : settings_.max_write_zeroes_seg;
+  const std::uint32_t max_sectors =
+      discard ? settings_.max_discard_sectors : settings_.max_write_zeroes_sectors;
   if (data_len == 0 || data_len % sizeof(blk::DiscardSegment) != 0 ||
       data_len / sizeof(blk::DiscardSegment) > max_seg) {
     return blk::kSIoErr;

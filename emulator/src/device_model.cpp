@@ -158,8 +158,8 @@ void DeviceModel::write_driver_features_word(std::uint32_t select, std::uint32_t
     return;
   }
   const unsigned shift = 32 * select;
-  driver_features_ = (driver_features_ & ~(std::uint64_t{0xffff'ffff} << shift)) |
-                     (std::uint64_t{value} << shift);
+  driver_features_ =
+      (driver_features_ & ~(std::uint64_t{0xffff'ffff} << shift)) | (std::uint64_t{value} << shift);
 }
 
 std::uint16_t DeviceModel::queue_max_size(std::uint16_t q) const {
@@ -200,7 +200,9 @@ bool DeviceModel::set_queue_address(std::uint16_t q, int which, bool high, std::
     stats_.rejected_writes.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  PhysAddr* field = which == 0 ? &queues_[q].desc : which == 1 ? &queues_[q].driver : &queues_[q].device;
+  PhysAddr* field = which == 0   ? &queues_[q].desc
+                    : which == 1 ? &queues_[q].driver
+                                 : &queues_[q].device;
   if (high) {
     *field = (*field & 0xffff'ffffULL) | (PhysAddr{value} << 32);
   } else {
@@ -234,7 +236,8 @@ bool DeviceModel::set_queue_ready(std::uint16_t q, bool ready) {
   return true;
 }
 
-bool DeviceModel::set_queue_legacy_pfn(std::uint16_t q, std::uint32_t pfn, std::uint32_t page_size) {
+bool DeviceModel::set_queue_legacy_pfn(std::uint16_t q, std::uint32_t pfn,
+                                       std::uint32_t page_size) {
   Guard g(*this);
   if (q >= queues_.size() || (status_ & status::kDriverOk) != 0) {
     stats_.rejected_writes.fetch_add(1, std::memory_order_relaxed);
@@ -320,7 +323,8 @@ std::uint32_t DeviceModel::config_generation() {
 std::uint32_t DeviceModel::config_read(std::uint64_t offset, unsigned width) {
   Guard g(*this);
   // Out-of-range config reads return 0, never touch memory beyond the config.
-  if (width == 0 || width > 4 || offset > config_.size() || width > config_.size() - offset) return 0;
+  if (width == 0 || width > 4 || offset > config_.size() || width > config_.size() - offset)
+    return 0;
   std::uint32_t v = 0;
   for (unsigned i = 0; i < width; ++i) v |= std::uint32_t{config_[offset + i]} << (8 * i);
   return v;

@@ -37,7 +37,8 @@ Result<PhysAddr> EmuHal::share_slow(std::uint8_t* data, std::size_t len, BufferD
   return bounce;
 }
 
-void EmuHal::unshare_slow(PhysAddr paddr, std::uint8_t* data, std::size_t len, BufferDirection dir) {
+void EmuHal::unshare_slow(PhysAddr paddr, std::uint8_t* data, std::size_t len,
+                          BufferDirection dir) {
   memory_->note_unshare();
   std::uint8_t* host = memory_->translate(paddr, len);
   if (host == nullptr) return;

@@ -13,7 +13,8 @@ namespace virtio::emu {
 // One block of pixel storage. Frames are shared between a resource and the scanouts that
 // show it (see the header); the counter makes leaks visible.
 struct GpuDevice::Frame {
-  Frame(std::uint8_t* p, std::uint64_t n, std::atomic<std::size_t>* c) : px(p), bytes(n), counter(c) {
+  Frame(std::uint8_t* p, std::uint64_t n, std::atomic<std::size_t>* c)
+      : px(p), bytes(n), counter(c) {
     counter->fetch_add(1, std::memory_order_relaxed);
   }
   ~Frame() {
@@ -532,8 +533,10 @@ void GpuDevice::flush_scanout(Scanout& s, Resource& r, std::uint32_t fx, std::ui
   // The flushed rectangle clipped to what the scanout shows (resource coordinates, u64).
   const std::uint64_t x0 = std::max<std::uint64_t>(fx, s.rx);
   const std::uint64_t y0 = std::max<std::uint64_t>(fy, s.ry);
-  const std::uint64_t x1 = std::min<std::uint64_t>(std::uint64_t{fx} + fw, std::uint64_t{s.rx} + s.rw);
-  const std::uint64_t y1 = std::min<std::uint64_t>(std::uint64_t{fy} + fh, std::uint64_t{s.ry} + s.rh);
+  const std::uint64_t x1 =
+      std::min<std::uint64_t>(std::uint64_t{fx} + fw, std::uint64_t{s.rx} + s.rw);
+  const std::uint64_t y1 =
+      std::min<std::uint64_t>(std::uint64_t{fy} + fh, std::uint64_t{s.ry} + s.rh);
   if (x0 >= x1 || y0 >= y1) return;
   if (s.front == r.cur) return;  // already showing exactly this storage
   if (s.whole && x0 == 0 && y0 == 0 && x1 == r.width && y1 == r.height) {
@@ -676,7 +679,8 @@ std::optional<ScanoutImage> GpuDevice::snapshot(std::uint32_t scanout) const {
   return img;
 }
 
-bool GpuDevice::write_png(std::uint32_t scanout, const std::string& path, std::string* error) const {
+bool GpuDevice::write_png(std::uint32_t scanout, const std::string& path,
+                          std::string* error) const {
   auto img = snapshot(scanout);
   if (!img) {
     if (error != nullptr) *error = "scanout shows nothing";
@@ -731,15 +735,15 @@ std::array<std::uint8_t, 128> GpuDevice::make_edid(const Scanout& s) const {
   static constexpr std::uint8_t kHeader[8] = {0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00};
   std::memcpy(e.data(), kHeader, sizeof kHeader);
   // Manufacturer "VCE": three 5-bit letters, big-endian.
-  const std::uint16_t mfg = static_cast<std::uint16_t>(((('V' - '@') & 31) << 10) |
-                                                       ((('C' - '@') & 31) << 5) | (('E' - '@') & 31));
+  const std::uint16_t mfg = static_cast<std::uint16_t>(
+      ((('V' - '@') & 31) << 10) | ((('C' - '@') & 31) << 5) | (('E' - '@') & 31));
   e[8] = static_cast<std::uint8_t>(mfg >> 8);
   e[9] = static_cast<std::uint8_t>(mfg);
   e[10] = 0x34;  // product code 0x1234, little-endian
   e[11] = 0x12;
-  e[16] = 1;    // week
-  e[17] = 36;   // 2026 - 1990
-  e[18] = 1;    // EDID 1.4
+  e[16] = 1;   // week
+  e[17] = 36;  // 2026 - 1990
+  e[18] = 1;   // EDID 1.4
   e[19] = 4;
   e[20] = 0xa5;  // digital, 8 bits per colour, DisplayPort
   e[21] = 48;    // 48 x 27 cm
@@ -761,17 +765,18 @@ std::array<std::uint8_t, 128> GpuDevice::make_edid(const Scanout& s) const {
   d[5] = static_cast<std::uint8_t>(h);
   d[6] = static_cast<std::uint8_t>(vblank);
   d[7] = static_cast<std::uint8_t>(((h >> 8) << 4) | (vblank >> 8));
-  d[8] = 48;  // h sync offset
-  d[9] = 32;  // h sync width
+  d[8] = 48;             // h sync offset
+  d[9] = 32;             // h sync width
   d[10] = (3 << 4) | 5;  // v sync offset 3, width 5
-  d[12] = 0xe0;  // 480 x 270 mm
+  d[12] = 0xe0;          // 480 x 270 mm
   d[13] = 0x0e;
   d[14] = 0x11;
   d[17] = 0x1e;  // digital separate sync
   // Display name descriptor.
   std::uint8_t* n = e.data() + 72;
   n[3] = 0xfc;
-  static constexpr char kName[13] = {'v', 'i', 'r', 't', 'i', 'o', '-', 'c', 'o', 'r', 'e', '\n', ' '};
+  static constexpr char kName[13] = {'v', 'i', 'r', 't', 'i',  'o', '-',
+                                     'c', 'o', 'r', 'e', '\n', ' '};
   std::memcpy(n + 5, kName, sizeof kName);
   // Two dummy descriptors (tag 0x10).
   e[90 + 3] = 0x10;

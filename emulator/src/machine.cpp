@@ -34,9 +34,7 @@ Machine::~Machine() {
   mmio_devices_.clear();
 }
 
-void Machine::adopt(DeviceModel* model) {
-  model->attach_memory(memory_.get());
-}
+void Machine::adopt(DeviceModel* model) { model->attach_memory(memory_.get()); }
 
 std::optional<PhysAddr> Machine::add_mmio(std::unique_ptr<DeviceModel> model, MmioVersion version) {
   for (std::size_t i = 0; i < mmio_slots_.size(); ++i) {

@@ -355,8 +355,8 @@ NetDevice::Delivery NetDevice::deliver_into(const DeviceQueue::Chain& rx, const 
   // loads, which stalls store forwarding (it was the largest cost of a looped frame).
   // Layout (§5.1.6): flags, gso_type, hdr_len = 0, gso_size = 0, csum_start | csum_offset,
   // num_buffers.
-  const std::uint64_t lo = std::uint64_t{flags} | std::uint64_t{gso} << 8 |
-                           std::uint64_t{csum_start} << 48;
+  const std::uint64_t lo =
+      std::uint64_t{flags} | std::uint64_t{gso} << 8 | std::uint64_t{csum_start} << 48;
   const std::uint32_t hi = std::uint32_t{csum_offset} | std::uint32_t{num_buffers} << 16;
   const DeviceQueue::Segment& first = rx.writable[0];
   const DeviceQueue::Segment* src = f.chain != nullptr ? &f.chain->readable[0] : nullptr;

@@ -52,8 +52,7 @@ bool PcapWriter::write(std::span<const std::uint8_t> frame) {
 bool PcapWriter::write(std::span<const std::uint8_t> frame, std::uint64_t ts_us) {
   std::lock_guard lock(mu_);
   if (!ok_) return false;
-  const auto caplen =
-      static_cast<std::uint32_t>(frame.size() < snaplen_ ? frame.size() : snaplen_);
+  const auto caplen = static_cast<std::uint32_t>(frame.size() < snaplen_ ? frame.size() : snaplen_);
   std::uint8_t rec[16];
   put32(rec + 0, static_cast<std::uint32_t>(ts_us / 1'000'000u));
   put32(rec + 4, static_cast<std::uint32_t>(ts_us % 1'000'000u));

@@ -86,7 +86,8 @@ std::size_t NetResponder::answer_echo(std::span<const std::uint8_t> frame, const
   icmp[1] = 0;
   store_be16(icmp + 4, req.ident);
   store_be16(icmp + 6, req.seq);
-  if (!req.payload.empty()) std::memcpy(icmp + kIcmpHeaderLen, req.payload.data(), req.payload.size());
+  if (!req.payload.empty())
+    std::memcpy(icmp + kIcmpHeaderLen, req.payload.data(), req.payload.size());
   store_be16(icmp + 2, internet_checksum(std::span<const std::uint8_t>(icmp, icmp_len)));
   ++stats_.echo_replies;
   return padded;

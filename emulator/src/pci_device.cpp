@@ -176,8 +176,8 @@ void PciFunction::build_config(bool keep_programmed_state) {
   // BAR size, which is how sizing works (PCI 3.0 §6.2.5.1).
   if (!modern) {
     const std::size_t cfg = model_ != nullptr ? model_->config_size() : 0;
-    const std::uint32_t io_size = std::max<std::uint32_t>(
-        0x40, static_cast<std::uint32_t>(std::bit_ceil(0x14 + cfg)));
+    const std::uint32_t io_size =
+        std::max<std::uint32_t>(0x40, static_cast<std::uint32_t>(std::bit_ceil(0x14 + cfg)));
     put32(pci::kCfgBar0, pci::kBarIoSpace);
     set_wmask32(pci::kCfgBar0, ~(io_size - 1) & ~std::uint32_t{0x3});
   }
@@ -211,7 +211,7 @@ void PciFunction::build_config(bool keep_programmed_state) {
         put8(at, pci::kCapIdMsix);
         put8(at + 1, next);
         put16(at + 2, static_cast<std::uint16_t>(std::min<std::uint32_t>(vectors, 0x800) - 1));
-        wmask_[at + 3] = 0xc0;  // MSI-X enable, function mask (inert)
+        wmask_[at + 3] = 0xc0;       // MSI-X enable, function mask (inert)
         put32(at + 4, 0x0000'0001);  // table: BIR 1, offset 0
         put32(at + 8, 0x0000'0801);  // PBA: BIR 1, offset 0x800
         break;
@@ -226,7 +226,8 @@ void PciFunction::build_config(bool keep_programmed_state) {
         break;
       case kCapNotify:
         put_virtio_cap(at, next, faults_.short_notify_cap ? 16 : 20, pci::kCapNotifyCfg, 4,
-                       faults_.cap_outside_bar ? kNotifyOffset + 0x800 : kNotifyOffset, kRegionSize);
+                       faults_.cap_outside_bar ? kNotifyOffset + 0x800 : kNotifyOffset,
+                       kRegionSize);
         put32(at + pci::kCapNotifyOffMultiplier,
               faults_.odd_notify_multiplier ? 3 : kNotifyOffMultiplier);
         break;
@@ -247,12 +248,14 @@ void PciFunction::build_config(bool keep_programmed_state) {
   }
 
   if (keep_programmed_state) {
-    for (std::size_t off : {std::size_t{pci::kCfgCommand}, std::size_t{pci::kCfgCommand + 1},
-                            std::size_t{0x0c}, std::size_t{0x0d}, std::size_t{pci::kCfgInterruptLine}}) {
+    for (std::size_t off :
+         {std::size_t{pci::kCfgCommand}, std::size_t{pci::kCfgCommand + 1}, std::size_t{0x0c},
+          std::size_t{0x0d}, std::size_t{pci::kCfgInterruptLine}}) {
       config_[off] = old[off];
     }
     for (std::size_t off = pci::kCfgBar0; off < pci::kCfgBar0 + 24; ++off) {
-      config_[off] = static_cast<std::uint8_t>((config_[off] & ~wmask_[off]) | (old[off] & wmask_[off]));
+      config_[off] =
+          static_cast<std::uint8_t>((config_[off] & ~wmask_[off]) | (old[off] & wmask_[off]));
     }
   }
   update_mappings();
@@ -279,8 +282,11 @@ void PciFunction::config_write(std::uint16_t reg, unsigned width, std::uint32_t 
     config_[off] = static_cast<std::uint8_t>((config_[off] & ~wmask_[off]) | (b & wmask_[off]));
   }
   // Command (MEM decode) or a BAR changed: the regions may move, appear or vanish.
-  const auto overlaps = [&](std::uint16_t lo, std::uint16_t hi) { return reg < hi && reg + width > lo; };
-  if (overlaps(pci::kCfgCommand, pci::kCfgCommand + 2) || overlaps(pci::kCfgBar0, pci::kCfgBar0 + 24)) {
+  const auto overlaps = [&](std::uint16_t lo, std::uint16_t hi) {
+    return reg < hi && reg + width > lo;
+  };
+  if (overlaps(pci::kCfgCommand, pci::kCfgCommand + 2) ||
+      overlaps(pci::kCfgBar0, pci::kCfgBar0 + 24)) {
     update_mappings();
   }
 }
@@ -502,7 +508,8 @@ void PciFunction::notify_write(std::uint64_t offset, unsigned width, std::uint32
     return;
   }
   const auto q = static_cast<std::uint16_t>(value);
-  const std::uint64_t expected = std::uint64_t{faults_.queue_notify_off.value_or(q)} * kNotifyOffMultiplier;
+  const std::uint64_t expected =
+      std::uint64_t{faults_.queue_notify_off.value_or(q)} * kNotifyOffMultiplier;
   if (offset != expected) ++stats_.notify_mismatches;
   model_->notify(q);
 }

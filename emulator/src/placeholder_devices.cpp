@@ -12,8 +12,8 @@ class PlaceholderBlk final : public PlaceholderDevice {
  public:
   explicit PlaceholderBlk(std::uint64_t capacity)
       : PlaceholderDevice(DeviceId::Block, "placeholder-blk",
-                          kRingFeatures | feature::bit(2) /*SEG_MAX*/ | feature::bit(6) /*BLK_SIZE*/ |
-                              feature::bit(9) /*FLUSH*/,
+                          kRingFeatures | feature::bit(2) /*SEG_MAX*/ |
+                              feature::bit(6) /*BLK_SIZE*/ | feature::bit(9) /*FLUSH*/,
                           1, 256, 60) {
     put_le(0, capacity, 8);
     put_le(12, 126, 4);  // seg_max
@@ -39,8 +39,8 @@ class PlaceholderNet final : public PlaceholderDevice {
 class PlaceholderGpu final : public PlaceholderDevice {
  public:
   PlaceholderGpu()
-      : PlaceholderDevice(DeviceId::Gpu, "placeholder-gpu", kRingFeatures | feature::bit(1) /*EDID*/,
-                          2, 256, 16) {
+      : PlaceholderDevice(DeviceId::Gpu, "placeholder-gpu",
+                          kRingFeatures | feature::bit(1) /*EDID*/, 2, 256, 16) {
     put_le(8, 1, 4);  // num_scanouts
   }
 };

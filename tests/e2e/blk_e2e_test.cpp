@@ -95,7 +95,8 @@ TEST_P(BlkE2e, WriteThenReadSingleBlocks) {
   BlkHarness h(transport(), kDisk);
   auto dev = h.dev();
   ASSERT_TRUE(dev.has_value());
-  for (std::uint64_t b : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{777}, kDisk / 512 - 1}) {
+  for (std::uint64_t b :
+       {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{777}, kDisk / 512 - 1}) {
     const auto data = pattern(512, static_cast<std::uint32_t>(b));
     ASSERT_TRUE(dev->write_block(b, data).has_value()) << b;
     EXPECT_EQ(std::memcmp(h.ram() + b * 512, data.data(), 512), 0) << b;
@@ -191,7 +192,8 @@ TEST_P(BlkE2e, BadBuffersAreInvalidParamAndNeverReachTheDevice) {
   EXPECT_EQ(dev->write_block(0, std::span<const std::uint8_t>()).error(), DevError::InvalidParam);
   EXPECT_EQ(dev->read_block(0, std::span(buf.data(), 513)).error(), DevError::InvalidParam);
   EXPECT_EQ(dev->write_block(0, std::span(buf.data(), 100)).error(), DevError::InvalidParam);
-  EXPECT_EQ(dev->read_block(kDisk / 512, std::span(buf.data(), 512)).error(), DevError::InvalidParam);
+  EXPECT_EQ(dev->read_block(kDisk / 512, std::span(buf.data(), 512)).error(),
+            DevError::InvalidParam);
   EXPECT_EQ(dev->read_block(kDisk / 512 - 1, buf).error(), DevError::InvalidParam);
   EXPECT_EQ(dev->read_block(~std::uint64_t{0}, buf).error(), DevError::InvalidParam);
   EXPECT_EQ(dev->read_block(~std::uint64_t{0} / 2, buf).error(), DevError::InvalidParam);
@@ -225,7 +227,8 @@ TEST_P(BlkE2e, FlushWithoutTheFeatureIsANoOp) {
 }
 
 TEST_P(BlkE2e, DeviceIdShortAndExactly20Bytes) {
-  for (const std::string id : {"virtio-core-blk", "ABCDEFGHIJKLMNOPQRST", "a-much-longer-identifier-string", ""}) {
+  for (const std::string id :
+       {"virtio-core-blk", "ABCDEFGHIJKLMNOPQRST", "a-much-longer-identifier-string", ""}) {
     BlockDeviceConfig cfg;
     cfg.id = id;
     BlkHarness h(transport(), kDisk, cfg);
@@ -363,7 +366,8 @@ TEST_P(BlkE2e, ManyRequestsInFlightCompleteOutOfOrder) {
     }
     EXPECT_EQ(blk->in_flight(), kN);
     EXPECT_EQ(blk->peek_used().error(), Error::NotReady);
-    for (const auto& [token, i] : token_of) EXPECT_EQ(blk->complete(token).error(), Error::NotReady);
+    for (const auto& [token, i] : token_of)
+      EXPECT_EQ(blk->complete(token).error(), Error::NotReady);
     EXPECT_EQ(h.device().held(), static_cast<std::size_t>(kN));
     EXPECT_EQ(h.device().release_held(order, 12345), static_cast<std::size_t>(kN));
 

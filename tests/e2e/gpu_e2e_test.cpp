@@ -302,12 +302,13 @@ TEST_P(GpuE2e, ExplicitShutdownReleasesEveryResourceBeforeTheReset) {
 TEST_P(GpuE2e, TestPatternPngRoundTrip) {
   if (!virtio::emu::png_supported()) GTEST_SKIP() << "built without libpng";
   Rig rig(GetParam(), mode(320, 200));
-  const std::string path = ::testing::TempDir() + "gpu_e2e_pattern_" + kind_name(GetParam()) +
-                           "_" + std::to_string(::getpid()) + ".png";
+  const std::string path = ::testing::TempDir() + "gpu_e2e_pattern_" + kind_name(GetParam()) + "_" +
+                           std::to_string(::getpid()) + ".png";
   {
     auto dev = rig.dev();
     ASSERT_TRUE(dev.has_value());
-    ASSERT_TRUE(axdriver::virtio::draw_test_pattern(dev->fb(), dev->info().width, dev->info().height));
+    ASSERT_TRUE(
+        axdriver::virtio::draw_test_pattern(dev->fb(), dev->info().width, dev->info().height));
     ASSERT_TRUE(dev->flush().has_value());
     std::string why;
     ASSERT_TRUE(rig.device().write_png(0, path, &why)) << why;
@@ -367,7 +368,8 @@ TEST(GpuE2eBounce, FlushAndQueriesWorkWithBounceBuffers) {
     std::array<std::uint8_t, 1024> edid{};
     auto n = dev->inner().get_edid(0, edid);
     ASSERT_TRUE(n.has_value());
-    EXPECT_TRUE(virtio::edid_preferred_mode(std::span<const std::uint8_t>(edid.data(), *n)).has_value());
+    EXPECT_TRUE(
+        virtio::edid_preferred_mode(std::span<const std::uint8_t>(edid.data(), *n)).has_value());
     EXPECT_EQ(dev->inner().bad_fences(), 0u);
   }
   rig.expect_no_leaks();
@@ -378,7 +380,8 @@ TEST(GpuE2eBounce, FlushAndQueriesWorkWithBounceBuffers) {
 TEST(GpuE2eThreaded, FlushDirtyRectCursorAndResolutionChange) {
   for (Kind kind : {Kind::MmioV2, Kind::Pci}) {
     SCOPED_TRACE(kind_name(kind));
-    Rig rig(kind, mode(96, 64), virtio::emu::ShareMode::Identity, virtio::emu::NotifyMode::Threaded);
+    Rig rig(kind, mode(96, 64), virtio::emu::ShareMode::Identity,
+            virtio::emu::NotifyMode::Threaded);
     {
       auto dev = rig.dev();
       ASSERT_TRUE(dev.has_value());

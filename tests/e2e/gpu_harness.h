@@ -61,8 +61,7 @@ inline Result<Transport> attach(emu::Machine& machine, std::unique_ptr<emu::Devi
     PciRoot<MmioCam<emu::EmuIo>> root(MmioCam<emu::EmuIo>(ecam, CamKind::Ecam));
     PciRangeAllocator mem32(emu::Machine::kPciMmioBase, emu::Machine::kPciMmioSize);
     VIRTIO_TRY(root.allocate_bars(*df, mem32, nullptr));
-    VIRTIO_TRY_ASSIGN(PciTransport<emu::EmuIo> t,
-                      PciTransport<emu::EmuIo>::create(hal, root, *df));
+    VIRTIO_TRY_ASSIGN(PciTransport<emu::EmuIo> t, PciTransport<emu::EmuIo>::create(hal, root, *df));
     return Transport(std::move(t));
   }
   const MmioVersion version = kind == Kind::MmioV1 ? MmioVersion::Legacy : MmioVersion::Modern;
@@ -96,9 +95,7 @@ class Rig {
   axdriver::DevResult<Dev> dev() { return Dev::try_new(hal(), transport()); }
 
   // Guest pages held beyond what the machine held before any driver ran.
-  std::size_t leaked_pages() {
-    return machine_.memory().stats().pages_allocated - baseline_pages_;
-  }
+  std::size_t leaked_pages() { return machine_.memory().stats().pages_allocated - baseline_pages_; }
   std::size_t live_shares() { return machine_.memory().stats().shares_live; }
 
   // Nothing left on either side (call once the driver is gone).
@@ -120,7 +117,8 @@ class Rig {
 
 // Fills a width x height B8G8R8A8 framebuffer with one colour.
 inline void fill(std::span<std::uint8_t> fb, std::uint32_t rgb) {
-  for (std::size_t i = 0; i + 4 <= fb.size(); i += 4) axdriver::virtio::put_pixel_bgra(fb.data() + i, rgb);
+  for (std::size_t i = 0; i + 4 <= fb.size(); i += 4)
+    axdriver::virtio::put_pixel_bgra(fb.data() + i, rgb);
 }
 
 // Fills the rect [x, x+w) x [y, y+h) of a framebuffer `width` pixels wide.

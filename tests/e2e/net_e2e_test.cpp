@@ -330,7 +330,7 @@ TEST_P(NetE2E, FaultBadHeaderFields) {
   {
     NetFaults f;
     f.hdr_flags = static_cast<std::uint8_t>(net::kHdrFDataValid | 0x80);  // DATA_VALID + unknown
-    f.csum_start = 60000;                                                  // ignored
+    f.csum_start = 60000;                                                 // ignored
     cases.push_back({"unknown flags", f, false});
   }
   std::uint32_t seq = 0;

@@ -37,11 +37,13 @@ inline const char* kind_name(const ::testing::TestParamInfo<NetTransportKind>& i
 inline std::uint8_t pattern_byte(std::uint32_t seq, std::size_t i) {
   return static_cast<std::uint8_t>((seq * 131u + i * 7u + (i >> 8)) & 0xff);
 }
-inline void fill_test_frame(std::span<std::uint8_t> f, const emu::netpkt::Mac& mac, std::uint32_t seq) {
+inline void fill_test_frame(std::span<std::uint8_t> f, const emu::netpkt::Mac& mac,
+                            std::uint32_t seq) {
   emu::netpkt::write_eth_header(f, mac, mac, emu::netpkt::kEtherTypeExperimental);
   for (std::size_t i = 14; i < f.size(); ++i) f[i] = pattern_byte(seq, i);
   if (f.size() >= 18) {
-    for (int k = 0; k < 4; ++k) f[14 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(seq >> (8 * k));
+    for (int k = 0; k < 4; ++k)
+      f[14 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(seq >> (8 * k));
   }
 }
 // The seq of a received test frame (or nothing), after checking every byte.

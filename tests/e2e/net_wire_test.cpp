@@ -197,7 +197,8 @@ int ping(NetDev& dev, int count, std::uint16_t ident) {
   int good = 0;
   for (int i = 1; i <= count; ++i) {
     std::uint8_t payload[56];
-    for (std::size_t k = 0; k < sizeof payload; ++k) payload[k] = static_cast<std::uint8_t>(k + static_cast<std::size_t>(i));
+    for (std::size_t k = 0; k < sizeof payload; ++k)
+      payload[k] = static_cast<std::uint8_t>(k + static_cast<std::size_t>(i));
     send(pkt::write_icmp_echo_request(f, mac, arp->sender_mac, pkt::kSlirpGuestIp,
                                       pkt::kSlirpGatewayIp, ident, static_cast<std::uint16_t>(i),
                                       payload));

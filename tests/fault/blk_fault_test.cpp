@@ -54,11 +54,13 @@ class BlkFault : public ::testing::TestWithParam<BlkTransport> {
 
 // Submits `n` 512-byte writes of distinct patterns to sectors 0..n-1; returns token -> index.
 template <class B>
-std::map<std::uint16_t, std::size_t> submit_writes(B& blk, std::vector<std::vector<std::uint8_t>>& bufs,
+std::map<std::uint16_t, std::size_t> submit_writes(B& blk,
+                                                   std::vector<std::vector<std::uint8_t>>& bufs,
                                                    std::size_t n) {
   std::map<std::uint16_t, std::size_t> tokens;
   bufs.clear();
-  for (std::size_t i = 0; i < n; ++i) bufs.push_back(pattern(512, static_cast<std::uint32_t>(i) + 1));
+  for (std::size_t i = 0; i < n; ++i)
+    bufs.push_back(pattern(512, static_cast<std::uint32_t>(i) + 1));
   for (std::size_t i = 0; i < n; ++i) {
     auto t = blk.write_blocks_nb(i, bufs[i]);
     EXPECT_TRUE(t.has_value()) << i;
@@ -72,7 +74,8 @@ std::map<std::uint16_t, std::size_t> submit_writes(B& blk, std::vector<std::vect
 // Collects every pending request through peek_used/complete; returns index -> result, and
 // fails the test on a token seen twice or a token not submitted.
 template <class B>
-std::map<std::size_t, Result<void>> collect_all(B& blk, const std::map<std::uint16_t, std::size_t>& tokens) {
+std::map<std::size_t, Result<void>> collect_all(
+    B& blk, const std::map<std::uint16_t, std::size_t>& tokens) {
   std::map<std::size_t, Result<void>> results;
   std::set<std::uint16_t> seen;
   for (int guard = 0; guard < 1000; ++guard) {
@@ -103,7 +106,8 @@ TEST_P(BlkFault, F1_IoErrorOnRequestKFailsOnlyThatRequest) {
       ASSERT_FALSE(r.has_value());
       EXPECT_EQ(r.error(), Error::IoError);
       // IOERR: no data moved.
-      EXPECT_TRUE(std::all_of(h.ram() + 3 * 512, h.ram() + 4 * 512, [](std::uint8_t b) { return b == 0; }));
+      EXPECT_TRUE(
+          std::all_of(h.ram() + 3 * 512, h.ram() + 4 * 512, [](std::uint8_t b) { return b == 0; }));
     } else {
       EXPECT_TRUE(r.has_value()) << i;
       EXPECT_EQ(std::memcmp(h.ram() + i * 512, bufs[i].data(), 512), 0) << i;
@@ -191,7 +195,8 @@ TEST_P(BlkFault, F3_StatusNotWrittenOrGarbageIsIoError) {
   EXPECT_EQ(blk->read_blocks(0, buf).error(), Error::IoError);
   faults.unwritten_status_on_request = k++;
   EXPECT_EQ(blk->flush().error(), Error::IoError);
-  for (std::uint8_t garbage : {std::uint8_t{3}, std::uint8_t{7}, std::uint8_t{0x80}, std::uint8_t{0xff}}) {
+  for (std::uint8_t garbage :
+       {std::uint8_t{3}, std::uint8_t{7}, std::uint8_t{0x80}, std::uint8_t{0xff}}) {
     faults.garbage_status = garbage;
     faults.garbage_status_on_request = k++;
     EXPECT_EQ(blk->write_blocks(0, buf).error(), Error::IoError) << int{garbage};
@@ -426,11 +431,10 @@ TEST_P(BlkFault, F24_SizeMaxRules) {
     bool accepted;
   };
   const Case cases[] = {
-      {100, 4, 512, false},    // a segment smaller than a sector
-      {511, 4, 512, false},
-      {512, 4, 4096, false},   // 4 x 512 cannot carry one 4 KiB block
-      {1024, 4, 4096, true},   // exactly one block per request
-      {512, 0, 512, true},     // seg_max 0 -> 1: one sector per request
+      {100, 4, 512, false},                          // a segment smaller than a sector
+      {511, 4, 512, false},  {512, 4, 4096, false},  // 4 x 512 cannot carry one 4 KiB block
+      {1024, 4, 4096, true},                         // exactly one block per request
+      {512, 0, 512, true},                           // seg_max 0 -> 1: one sector per request
       {4096, 2, 4096, true},
   };
   for (const Case& c : cases) {
@@ -453,7 +457,8 @@ TEST_P(BlkFault, F24_SizeMaxRules) {
     std::vector<std::uint8_t> back(data.size());
     ASSERT_TRUE(dev->read_block(0, back).has_value());
     EXPECT_EQ(back, data);
-    EXPECT_LE(dev->inner().max_request_bytes(), std::size_t{c.size_max} * (c.seg_max == 0 ? 1 : c.seg_max));
+    EXPECT_LE(dev->inner().max_request_bytes(),
+              std::size_t{c.size_max} * (c.seg_max == 0 ? 1 : c.seg_max));
   }
 }
 

@@ -65,7 +65,8 @@ std::optional<Error> err(const virtio::Result<T>& r) {
 // A TestDevice on MMIO v2, initialised by the production path, with one SplitQueue.
 class Rig {
  public:
-  explicit Rig(ShareMode mode = ShareMode::Identity, bool auto_complete = true, std::uint16_t max = 16)
+  explicit Rig(ShareMode mode = ShareMode::Identity, bool auto_complete = true,
+               std::uint16_t max = 16)
       : platform_(4u << 20, mode), dev_(virtio::DeviceId::EntropySource, 1, max, 16) {
     dev_.set_auto_complete(auto_complete);
     base_ = platform_.add_mmio(&dev_);
@@ -120,7 +121,9 @@ class Rig {
     std::memcpy(used + ring::used_ring_offset(idx % q().size()), &e, sizeof e);
     set_used_idx(static_cast<std::uint16_t>(idx + 1));
   }
-  void set_used_idx(std::uint16_t v) { std::memcpy(q().used_ring() + ring::used_idx_offset(), &v, 2); }
+  void set_used_idx(std::uint16_t v) {
+    std::memcpy(q().used_ring() + ring::used_idx_offset(), &v, 2);
+  }
   std::uint16_t used_idx() {
     std::uint16_t v;
     std::memcpy(&v, q().used_ring() + ring::used_idx_offset(), 2);
@@ -601,14 +604,16 @@ TEST(FaultScenario, F29_TransportIdentity) {
   auto& regs = p.slot(0);
   regs.faults().magic = 0x12345678;
   EXPECT_EQ(err(p.mmio_transport(base)), Error::BadMagic);
-  EXPECT_FALSE(axdriver::virtio::probe_mmio_device(p.hal(), base, virtio::emu::MmioDevice::kWindowSize));
+  EXPECT_FALSE(
+      axdriver::virtio::probe_mmio_device(p.hal(), base, virtio::emu::MmioDevice::kWindowSize));
   regs.faults().magic.reset();
   regs.faults().version = 3;
   EXPECT_EQ(err(p.mmio_transport(base)), Error::UnsupportedVersion);
   regs.faults().version.reset();
   regs.faults().device_id = 0;  // an empty slot: nothing, without an error
   EXPECT_EQ(err(p.mmio_transport(base)), Error::InvalidDeviceId);
-  EXPECT_FALSE(axdriver::virtio::probe_mmio_device(p.hal(), base, virtio::emu::MmioDevice::kWindowSize));
+  EXPECT_FALSE(
+      axdriver::virtio::probe_mmio_device(p.hal(), base, virtio::emu::MmioDevice::kWindowSize));
   regs.faults().device_id.reset();
   EXPECT_TRUE(p.mmio_transport(base).has_value());
   // Legacy (version 1) is supported: it probes, with the legacy layout.
@@ -622,7 +627,10 @@ TEST(FaultScenario, F29_TransportIdentity) {
 class PciRig {
  public:
   explicit PciRig(virtio::emu::PciFaults faults = {})
-      : mem_(0x8000'0000, 4u << 20), hal_(&mem_, &bus_), host_(&bus_), fn_(&dev_, virtio::emu::PciKind::Modern, faults) {
+      : mem_(0x8000'0000, 4u << 20),
+        hal_(&mem_, &bus_),
+        host_(&bus_),
+        fn_(&dev_, virtio::emu::PciKind::Modern, faults) {
     dev_.attach_memory(&mem_);
     bus_.map(kEcam, virtio::emu::PciHost::kEcamSize, &host_);
     host_.attach(1, 0, &fn_);
@@ -631,9 +639,13 @@ class PciRig {
     virtio::PciRangeAllocator window(0x4000'0000, 0x4000'0000);
     EXPECT_TRUE(root_->allocate_bars(df_, window, nullptr).has_value());
   }
-  virtio::Result<virtio::PciTransport<EmuIo>> create() { return virtio::PciTransport<EmuIo>::create(hal_, *root_, df_); }
+  virtio::Result<virtio::PciTransport<EmuIo>> create() {
+    return virtio::PciTransport<EmuIo>::create(hal_, *root_, df_);
+  }
   // The common configuration window, for writes a driver must not make.
-  EmuIo common() { return *hal_.mmio_map(fn_.bar4_address() + virtio::emu::PciFunction::kCommonOffset, 0x1000); }
+  EmuIo common() {
+    return *hal_.mmio_map(fn_.bar4_address() + virtio::emu::PciFunction::kCommonOffset, 0x1000);
+  }
   TestDevice& dev() { return dev_; }
   EmuHal& hal() { return hal_; }
 
@@ -671,14 +683,20 @@ TEST(FaultScenario, F30_PciCapabilitiesMalformed) {
   };
   const Case cases[] = {
       {"cap loop", with([](auto& f) { f.cap_loop = true; }), Error::BadCapability},
-      {"region outside its BAR", with([](auto& f) { f.cap_outside_bar = true; }), Error::BarOffsetOutOfRange},
-      {"misaligned common cfg", with([](auto& f) { f.misaligned_common = true; }), Error::Misaligned},
+      {"region outside its BAR", with([](auto& f) { f.cap_outside_bar = true; }),
+       Error::BarOffsetOutOfRange},
+      {"misaligned common cfg", with([](auto& f) { f.misaligned_common = true; }),
+       Error::Misaligned},
       {"no common cfg", with([](auto& f) { f.missing_common = true; }), Error::MissingCapability},
       {"no notify cfg", with([](auto& f) { f.missing_notify = true; }), Error::MissingCapability},
-      {"odd notify multiplier", with([](auto& f) { f.odd_notify_multiplier = true; }), Error::BadCapability},
-      {"short notify cap", with([](auto& f) { f.short_notify_cap = true; }), Error::MissingCapability},
-      {"reserved BAR", with([](auto& f) { f.cap_bar_out_of_range = true; }), Error::MissingCapability},
-      {"no capability list", with([](auto& f) { f.no_capabilities_list = true; }), Error::MissingCapability},
+      {"odd notify multiplier", with([](auto& f) { f.odd_notify_multiplier = true; }),
+       Error::BadCapability},
+      {"short notify cap", with([](auto& f) { f.short_notify_cap = true; }),
+       Error::MissingCapability},
+      {"reserved BAR", with([](auto& f) { f.cap_bar_out_of_range = true; }),
+       Error::MissingCapability},
+      {"no capability list", with([](auto& f) { f.no_capabilities_list = true; }),
+       Error::MissingCapability},
       {"wrong vendor", with([](auto& f) { f.vendor_id = 0x8086; }), Error::InvalidVendorId},
   };
   for (const Case& c : cases) {

@@ -28,9 +28,12 @@ GpuDeviceConfig small() {
   return c;
 }
 
-const std::uint32_t kErrors[] = {resp::kErrUnspec,           resp::kErrOutOfMemory,
-                                 resp::kErrInvalidScanoutId, resp::kErrInvalidResourceId,
-                                 resp::kErrInvalidContextId, resp::kErrInvalidParameter,
+const std::uint32_t kErrors[] = {resp::kErrUnspec,
+                                 resp::kErrOutOfMemory,
+                                 resp::kErrInvalidScanoutId,
+                                 resp::kErrInvalidResourceId,
+                                 resp::kErrInvalidContextId,
+                                 resp::kErrInvalidParameter,
                                  0x12ff /* unknown error */};
 
 DevError dev_error_for(std::uint32_t type) {
@@ -507,7 +510,8 @@ TEST_P(GpuErr, DeviceNeedsResetThroughTheInterrupt) {
 // F11/F12: queue sizes the device offers. Two entries are enough (one 2-descriptor request in
 // flight); one or zero is refused.
 TEST_P(GpuErr, QueueSizes) {
-  for (std::uint16_t max : {std::uint16_t{0}, std::uint16_t{1}, std::uint16_t{2}, std::uint16_t{3}}) {
+  for (std::uint16_t max :
+       {std::uint16_t{0}, std::uint16_t{1}, std::uint16_t{2}, std::uint16_t{3}}) {
     SCOPED_TRACE(max);
     Rig rig(GetParam(), small());
     rig.device().faults().queue_max_override = max;

@@ -279,9 +279,7 @@ Result<KernelQueueDirect> split_queue_create_direct(KernelHal hal, Mmio& t, std:
                                                     bool event_idx) {
   return KernelQueueDirect::create(hal, t, index, true, event_idx);
 }
-void split_queue_move(KernelQueue& dst, KernelQueue& src) {
-  dst = static_cast<KernelQueue&&>(src);
-}
+void split_queue_move(KernelQueue& dst, KernelQueue& src) { dst = static_cast<KernelQueue&&>(src); }
 
 Result<std::uint16_t> split_queue_add(KernelQueue& q, Inputs in, Outputs out) {
   return q.add(in, out);
@@ -310,8 +308,8 @@ std::optional<std::uint16_t> split_queue_detach_direct(KernelQueueDirect& q) {
 }
 Result<void> split_queue_restart(KernelQueue& q, Mmio& t) { return q.restart(t); }
 std::uint32_t split_queue_state(const KernelQueue& q) {
-  return static_cast<std::uint32_t>(q.broken()) + q.outstanding() + q.available_desc() +
-         q.size() + q.queue_index() + static_cast<std::uint32_t>(q.desc_paddr()) +
+  return static_cast<std::uint32_t>(q.broken()) + q.outstanding() + q.available_desc() + q.size() +
+         q.queue_index() + static_cast<std::uint32_t>(q.desc_paddr()) +
          static_cast<std::uint32_t>(q.avail_paddr() + q.used_paddr());
 }
 
@@ -354,7 +352,8 @@ Result<void> blk_write_zeroes(KernelBlk& b, std::uint64_t s, std::uint64_t n, bo
 Result<std::uint16_t> blk_read_nb(KernelBlk& b, std::uint64_t s, std::span<std::uint8_t> buf) {
   return b.read_blocks_nb(s, buf);
 }
-Result<std::uint16_t> blk_write_nb(KernelBlk& b, std::uint64_t s, std::span<const std::uint8_t> buf) {
+Result<std::uint16_t> blk_write_nb(KernelBlk& b, std::uint64_t s,
+                                   std::span<const std::uint8_t> buf) {
   return b.write_blocks_nb(s, buf);
 }
 Result<std::uint16_t> blk_flush_nb(KernelBlk& b) { return b.flush_nb(); }
@@ -378,7 +377,9 @@ std::uint64_t blk_state(const KernelBlk& b) {
          b.in_flight() + b.max_request_bytes() + static_cast<std::uint64_t>(b.readonly()) +
          static_cast<std::uint64_t>(b.broken());
 }
-void blk_move(KernelBlk& src, void* storage) { new (storage) KernelBlk(static_cast<KernelBlk&&>(src)); }
+void blk_move(KernelBlk& src, void* storage) {
+  new (storage) KernelBlk(static_cast<KernelBlk&&>(src));
+}
 
 // The adapter over AnyTransport, used through the trait interface as a kernel's block
 // layer would.
@@ -423,7 +424,9 @@ using KernelGpuAny = virtio::AnyTransport<MmioIo>;
 using KernelGpuDev = axdriver::virtio::VirtIoGpuDev<KernelHal, KernelGpuAny>;
 
 Result<KernelGpu> gpu_create(KernelHal hal, Mmio t) { return KernelGpu::create(hal, t); }
-void gpu_move(KernelGpu& src, void* storage) { new (storage) KernelGpu(static_cast<KernelGpu&&>(src)); }
+void gpu_move(KernelGpu& src, void* storage) {
+  new (storage) KernelGpu(static_cast<KernelGpu&&>(src));
+}
 Result<virtio::GpuDisplayInfo> gpu_display_info(KernelGpu& g) { return g.get_display_info(); }
 Result<virtio::GpuResolution> gpu_resolution(KernelGpu& g) { return g.resolution(); }
 Result<std::size_t> gpu_edid(KernelGpu& g, std::uint32_t scanout, std::span<std::uint8_t> out) {

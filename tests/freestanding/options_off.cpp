@@ -11,4 +11,3 @@ static_assert(!axdriver::virtio::as_dev_type(virtio::DeviceId::Block).has_value(
 static_assert(!axdriver::virtio::as_dev_type(virtio::DeviceId::Network).has_value());
 static_assert(!axdriver::virtio::as_dev_type(virtio::DeviceId::Gpu).has_value());
 static_assert(!axdriver::virtio::as_dev_type(virtio::DeviceId::Console).has_value());
-

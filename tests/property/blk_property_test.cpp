@@ -85,7 +85,8 @@ void disarm(emu::BlockDevice& d) {
 }
 
 RC_GTEST_PROP(BlkProperty, BlockingOpsMatchShadow, ()) {
-  const auto transport = *rc::gen::element(BlkTransport::MmioV1, BlkTransport::MmioV2, BlkTransport::Pci);
+  const auto transport =
+      *rc::gen::element(BlkTransport::MmioV1, BlkTransport::MmioV2, BlkTransport::Pci);
   const std::uint32_t bs = *rc::gen::element(512u, 4096u);
   const std::uint64_t blocks = *rc::gen::inRange<std::uint64_t>(4, 97);
   const auto mode = *rc::gen::element(emu::ShareMode::Identity, emu::ShareMode::Bounce);
@@ -108,7 +109,8 @@ RC_GTEST_PROP(BlkProperty, BlockingOpsMatchShadow, ()) {
   RC_ASSERT(guest.valid());
   std::vector<std::uint8_t> host(kMaxBlocksPerOp * bs);
   const auto buffer = [&](std::size_t n) -> std::span<std::uint8_t> {
-    return guest_buffers ? std::span<std::uint8_t>(guest.data(), n) : std::span<std::uint8_t>(host.data(), n);
+    return guest_buffers ? std::span<std::uint8_t>(guest.data(), n)
+                         : std::span<std::uint8_t>(host.data(), n);
   };
   std::uint64_t flushes = 0;
 
@@ -122,7 +124,8 @@ RC_GTEST_PROP(BlkProperty, BlockingOpsMatchShadow, ()) {
     const std::size_t off = static_cast<std::size_t>(start * bs);
     Inject inject = Inject::None;
     if (*rc::gen::inRange(0, 6) == 0) {
-      inject = *rc::gen::element(Inject::IoErr, Inject::NoStatus, Inject::Garbage, Inject::Unwritten);
+      inject =
+          *rc::gen::element(Inject::IoErr, Inject::NoStatus, Inject::Garbage, Inject::Unwritten);
     }
     if (kind < 40) {  // write
       const auto data = bytes_from(*rc::gen::arbitrary<std::uint64_t>(), n);
@@ -154,7 +157,8 @@ RC_GTEST_PROP(BlkProperty, BlockingOpsMatchShadow, ()) {
       disarm(h.device());
       if (inject == Inject::None) {
         RC_ASSERT(r.has_value());
-        RC_ASSERT(std::equal(buf.begin(), buf.end(), shadow.begin() + static_cast<std::ptrdiff_t>(off)));
+        RC_ASSERT(
+            std::equal(buf.begin(), buf.end(), shadow.begin() + static_cast<std::ptrdiff_t>(off)));
       } else {
         RC_ASSERT(!r.has_value());
         RC_ASSERT(r.error() == DevError::Io);
@@ -214,7 +218,8 @@ struct Pending {
 };
 
 RC_GTEST_PROP(BlkProperty, NonBlockingOpsMatchShadow, ()) {
-  const auto transport = *rc::gen::element(BlkTransport::MmioV1, BlkTransport::MmioV2, BlkTransport::Pci);
+  const auto transport =
+      *rc::gen::element(BlkTransport::MmioV1, BlkTransport::MmioV2, BlkTransport::Pci);
   const std::uint32_t bs = *rc::gen::element(512u, 4096u);
   const std::uint64_t blocks = *rc::gen::inRange<std::uint64_t>(16, 129);
   const auto mode = *rc::gen::element(emu::ShareMode::Identity, emu::ShareMode::Bounce);
@@ -242,7 +247,8 @@ RC_GTEST_PROP(BlkProperty, NonBlockingOpsMatchShadow, ()) {
       if (p.write) {
         std::copy(p.data.begin(), p.data.end(), shadow.begin() + static_cast<std::ptrdiff_t>(off));
       } else {
-        RC_ASSERT(std::equal(p.data.begin(), p.data.end(), shadow.begin() + static_cast<std::ptrdiff_t>(off)));
+        RC_ASSERT(std::equal(p.data.begin(), p.data.end(),
+                             shadow.begin() + static_cast<std::ptrdiff_t>(off)));
       }
     } else {
       RC_ASSERT(!r.has_value());
@@ -272,10 +278,12 @@ RC_GTEST_PROP(BlkProperty, NonBlockingOpsMatchShadow, ()) {
       p.count = count;
       p.held = hold;
       if (*rc::gen::inRange(0, 5) == 0) {
-        p.inject = *rc::gen::element(Inject::IoErr, Inject::NoStatus, Inject::Garbage, Inject::Unwritten);
+        p.inject =
+            *rc::gen::element(Inject::IoErr, Inject::NoStatus, Inject::Garbage, Inject::Unwritten);
       }
       const std::size_t n = static_cast<std::size_t>(count * bs);
-      p.data = p.write ? bytes_from(*rc::gen::arbitrary<std::uint64_t>(), n) : std::vector<std::uint8_t>(n, 0xee);
+      p.data = p.write ? bytes_from(*rc::gen::arbitrary<std::uint64_t>(), n)
+                       : std::vector<std::uint8_t>(n, 0xee);
       const bool full = blk->pending() == 32;
       arm(h.device(), p.inject);
       const auto t = p.write ? blk->write_blocks_nb(start * sectors_per_block, p.data)
@@ -297,7 +305,8 @@ RC_GTEST_PROP(BlkProperty, NonBlockingOpsMatchShadow, ()) {
       hold = !hold;
       h.device().block_faults().hold_completions = hold;
     } else if (kind < 72) {
-      const auto order = *rc::gen::element(emu::HeldOrder::Fifo, emu::HeldOrder::Reverse, emu::HeldOrder::Shuffle);
+      const auto order =
+          *rc::gen::element(emu::HeldOrder::Fifo, emu::HeldOrder::Reverse, emu::HeldOrder::Shuffle);
       h.device().release_held(order, *rc::gen::arbitrary<std::uint64_t>());
       for (auto& [t, p] : pending) p.held = false;
     } else if (kind < 88) {  // collect the oldest completion
@@ -310,7 +319,8 @@ RC_GTEST_PROP(BlkProperty, NonBlockingOpsMatchShadow, ()) {
       check_result(*t, blk->complete(*t));
     } else {  // complete a random pending token directly
       if (pending.empty()) {
-        RC_ASSERT(blk->complete(*rc::gen::inRange<std::uint16_t>(0, 40)).error() == Error::WrongToken);
+        RC_ASSERT(blk->complete(*rc::gen::inRange<std::uint16_t>(0, 40)).error() ==
+                  Error::WrongToken);
         continue;
       }
       auto it = pending.begin();

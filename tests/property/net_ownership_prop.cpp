@@ -41,12 +41,12 @@ struct Frame {
 struct Model {
   // Counts of buffers in each place.
   std::size_t pool = 0, tx_free = 0, rx_empty = 0, tx_held = 0, tx_done = 0;
-  std::deque<Frame> rx_filled;  // delivered, not yet received (FIFO)
-  std::deque<Frame> held;       // transmitted, waiting for an RX buffer (FIFO)
-  std::map<std::uint32_t, NetBufPtr> caller;       // by pool index
-  std::map<std::uint32_t, Frame> content;          // what each caller buffer holds
-  std::vector<NetBufPtr> stale;                    // copies of pointers given back
-  std::uint64_t device_seq = 0;                    // frames that reached the RX side
+  std::deque<Frame> rx_filled;                // delivered, not yet received (FIFO)
+  std::deque<Frame> held;                     // transmitted, waiting for an RX buffer (FIFO)
+  std::map<std::uint32_t, NetBufPtr> caller;  // by pool index
+  std::map<std::uint32_t, Frame> content;     // what each caller buffer holds
+  std::vector<NetBufPtr> stale;               // copies of pointers given back
+  std::uint64_t device_seq = 0;               // frames that reached the RX side
   std::uint32_t next_seq = 0;
   std::uint32_t last_received = 0;
   bool received_any = false;
@@ -126,8 +126,10 @@ class Harness {
     std::size_t n = 0;
     if (burst) {
       auto r = dev_->receive_burst(got);
-      if (r) n = *r;
-      else RC_ASSERT(r.error() == DevError::Again);
+      if (r)
+        n = *r;
+      else
+        RC_ASSERT(r.error() == DevError::Again);
     } else {
       auto r = dev_->receive();
       if (r) {

@@ -232,7 +232,8 @@ class Rig {
     check(q.has_value(), "SplitQueue::create failed");
     queue_ = std::make_unique<Queue>(std::move(*q));
     check(virtio::finish_init(*transport_).has_value(), "finish_init failed");
-    check(!dev_->configure_failed() && dev_->dq().configured(), "device did not configure the queue");
+    check(!dev_->configure_failed() && dev_->dq().configured(),
+          "device did not configure the queue");
     size_ = queue_->size();
     free_ = size_;
     check(size_ == std::min<std::uint16_t>(256, cfg.queue_max), "unexpected queue size");
@@ -270,7 +271,7 @@ class Rig {
     std::uint64_t kicks_suppressed = 0;  // notify with new buffers and no kick
     std::uint64_t irqs_suppressed = 0;   // interrupt decision "no"
     std::uint64_t wrong_token = 0;
-    std::uint64_t partial_len = 0;       // 0 < len < writable bytes
+    std::uint64_t partial_len = 0;  // 0 < len < writable bytes
     std::uint64_t deferred_kicks = 0;
     std::uint64_t indirect_chains = 0;
     std::uint64_t zero_copy_buffers = 0;
@@ -348,7 +349,8 @@ class Rig {
     check(ms.device_faults == 0, "device touched memory outside the arena");
     check(queue_->avail_idx() == static_cast<std::uint16_t>(driver_added_), "driver avail idx");
     check(queue_->last_used() == static_cast<std::uint16_t>(driver_popped_), "driver last used");
-    check(dev_->dq().last_avail() == static_cast<std::uint16_t>(device_popped_), "device last avail");
+    check(dev_->dq().last_avail() == static_cast<std::uint16_t>(device_popped_),
+          "device last avail");
     check(dev_->dq().used_idx() == static_cast<std::uint16_t>(device_pushed_), "device used idx");
     check(dev_->dq().in_use() == 0, "device in_use 0");
     if (cfg_.event_idx) check(kicks_ <= added_, "EVENT_IDX: kicks <= requests");
@@ -395,8 +397,8 @@ class Rig {
     std::ostringstream s;
     s << "splitq property: " << what << "\n  config: " << describe(cfg_) << "\n  op #" << op_
       << " (" << last_op_ << "), added " << added_ << ", outstanding " << outstanding_.size()
-      << ", held " << held_.size() << ", unpopped " << used_order_.size()
-      << ", avail idx " << (driver_added_ & 0xffff);
+      << ", held " << held_.size() << ", unpopped " << used_order_.size() << ", avail idx "
+      << (driver_added_ & 0xffff);
     if (transport_ && !dev_->faults().empty()) {  // dev_ is alive once the transport exists
       s << "\n  device fault: " << virtio::emu::queue_fault_name(dev_->faults().front());
     }
@@ -497,8 +499,8 @@ class Rig {
     auto r = queue_->add(ins, outs);
     if (expect) {
       check(!r.has_value(), "add succeeded where the model expected an error");
-      check(r.error() == *expect, expect == Error::QueueFull ? "add: expected QueueFull"
-                                                             : "add: expected InvalidParam");
+      check(r.error() == *expect,
+            expect == Error::QueueFull ? "add: expected QueueFull" : "add: expected InvalidParam");
       ++(expect == Error::QueueFull ? stats_.queue_full : stats_.invalid_param);
       for (Buffer& b : req.in) release_buffer(b);
       for (Buffer& b : req.out) release_buffer(b);
@@ -618,7 +620,8 @@ class Rig {
       // Another outstanding token: WrongToken, and nothing is consumed.
       auto it = outstanding_.begin();
       std::advance(it, ch_.range(0, static_cast<int>(outstanding_.size())));
-      if (it->first == next) it = std::next(it) == outstanding_.end() ? outstanding_.begin() : std::next(it);
+      if (it->first == next)
+        it = std::next(it) == outstanding_.end() ? outstanding_.begin() : std::next(it);
       auto r = queue_->pop_used(it->first);
       check(!r.has_value() && r.error() == Error::WrongToken, "pop_used(other token): WrongToken");
       ++stats_.wrong_token;
@@ -702,7 +705,8 @@ class Rig {
     }
     // DeviceQueue re-arms avail_event at the next entry whenever it finds the ring empty,
     // unless it suppresses notifications (§2.7.10).
-    if (cfg_.event_idx && !dev_suppressed_) avail_event_ = static_cast<std::uint16_t>(device_popped_);
+    if (cfg_.event_idx && !dev_suppressed_)
+      avail_event_ = static_cast<std::uint16_t>(device_popped_);
   }
 
   void op_device_poll() {
@@ -732,9 +736,9 @@ class Rig {
       if (h.writable_bytes != 0) {
         const int how = random_order ? ch_.range(0, 3) : 0;
         const auto wb = static_cast<std::uint32_t>(h.writable_bytes);
-        len = how == 0 ? wb
-            : how == 1 ? 0u
-                       : static_cast<std::uint32_t>(ch_.range(0, static_cast<int>(wb) + 1));
+        len = how == 0   ? wb
+              : how == 1 ? 0u
+                         : static_cast<std::uint32_t>(ch_.range(0, static_cast<int>(wb) + 1));
       }
       if (len != 0 && len < h.writable_bytes) ++stats_.partial_len;
       const std::uint32_t serial = ++serial_;
@@ -760,7 +764,8 @@ class Rig {
     // decision, used idx now). The device may interrupt spuriously on its first decision.
     bool required = irq_enabled_;
     if (cfg_.event_idx) {
-      const auto used_event = static_cast<std::uint16_t>(driver_popped_ + (irq_enabled_ ? 0 : 0x8000));
+      const auto used_event =
+          static_cast<std::uint16_t>(driver_popped_ + (irq_enabled_ ? 0 : 0x8000));
       required = passed(used_event, static_cast<std::uint16_t>(used_at_decision_),
                         static_cast<std::uint16_t>(device_pushed_));
     }
@@ -772,8 +777,10 @@ class Rig {
     }
     // The rules in words: notifications off -> no interrupt (bar the first decision);
     // on, and the driver had consumed everything before this batch -> an interrupt.
-    if (!irq_enabled_ && decided_once_) check(!decision, "interrupt while suppressed by the driver");
-    if (irq_enabled_ && driver_popped_ == pushed_before) check(decision, "no interrupt after enable");
+    if (!irq_enabled_ && decided_once_)
+      check(!decision, "interrupt while suppressed by the driver");
+    if (irq_enabled_ && driver_popped_ == pushed_before)
+      check(decision, "no interrupt after enable");
     decided_once_ = true;
     used_at_decision_ = device_pushed_;
     if (decision) ++interrupts_;
@@ -877,18 +884,18 @@ void run_property(TransportKind transport, bool indirect, bool event_idx) {
   rig->finish();
 }
 
-#define SPLITQ_PROPS(Name, Transport)                                                  \
-  RC_GTEST_PROP(SplitqProperty, Name##_Plain, ()) {                                    \
-    run_property(TransportKind::Transport, false, false);                              \
-  }                                                                                    \
-  RC_GTEST_PROP(SplitqProperty, Name##_Indirect, ()) {                                 \
-    run_property(TransportKind::Transport, true, false);                               \
-  }                                                                                    \
-  RC_GTEST_PROP(SplitqProperty, Name##_EventIdx, ()) {                                 \
-    run_property(TransportKind::Transport, false, true);                               \
-  }                                                                                    \
-  RC_GTEST_PROP(SplitqProperty, Name##_IndirectEventIdx, ()) {                         \
-    run_property(TransportKind::Transport, true, true);                                \
+#define SPLITQ_PROPS(Name, Transport)                          \
+  RC_GTEST_PROP(SplitqProperty, Name##_Plain, ()) {            \
+    run_property(TransportKind::Transport, false, false);      \
+  }                                                            \
+  RC_GTEST_PROP(SplitqProperty, Name##_Indirect, ()) {         \
+    run_property(TransportKind::Transport, true, false);       \
+  }                                                            \
+  RC_GTEST_PROP(SplitqProperty, Name##_EventIdx, ()) {         \
+    run_property(TransportKind::Transport, false, true);       \
+  }                                                            \
+  RC_GTEST_PROP(SplitqProperty, Name##_IndirectEventIdx, ()) { \
+    run_property(TransportKind::Transport, true, true);        \
   }
 
 SPLITQ_PROPS(MmioV1, MmioV1)
@@ -944,20 +951,20 @@ TEST_P(SplitqWrap, RandomOpsAcrossThreeIndexWraps) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllTransportsAndFeatures, SplitqWrap,
-    ::testing::Values(WrapCase{TransportKind::MmioV1, false, false},
-                      WrapCase{TransportKind::MmioV1, true, true},
-                      WrapCase{TransportKind::MmioV2, false, false},
-                      WrapCase{TransportKind::MmioV2, true, false},
-                      WrapCase{TransportKind::MmioV2, false, true},
-                      WrapCase{TransportKind::MmioV2, true, true},
-                      WrapCase{TransportKind::Pci, false, true},
-                      WrapCase{TransportKind::Pci, true, false}),
-    [](const ::testing::TestParamInfo<WrapCase>& tp) {
-      std::string n = virtio::test::transport_name(tp.param.transport);
-      std::replace(n.begin(), n.end(), '-', '_');
-      return n + (tp.param.indirect ? "_indirect" : "") + (tp.param.event_idx ? "_event_idx" : "");
-    });
+INSTANTIATE_TEST_SUITE_P(AllTransportsAndFeatures, SplitqWrap,
+                         ::testing::Values(WrapCase{TransportKind::MmioV1, false, false},
+                                           WrapCase{TransportKind::MmioV1, true, true},
+                                           WrapCase{TransportKind::MmioV2, false, false},
+                                           WrapCase{TransportKind::MmioV2, true, false},
+                                           WrapCase{TransportKind::MmioV2, false, true},
+                                           WrapCase{TransportKind::MmioV2, true, true},
+                                           WrapCase{TransportKind::Pci, false, true},
+                                           WrapCase{TransportKind::Pci, true, false}),
+                         [](const ::testing::TestParamInfo<WrapCase>& tp) {
+                           std::string n = virtio::test::transport_name(tp.param.transport);
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n + (tp.param.indirect ? "_indirect" : "") +
+                                  (tp.param.event_idx ? "_event_idx" : "");
+                         });
 
 }  // namespace

@@ -69,12 +69,14 @@ class BlkHarness {
     auto model = std::make_unique<emu::BlockDevice>(std::move(backend), std::move(config));
     device_ = model.get();
     if (transport == BlkTransport::Pci) {
-      function_ = machine_->add_pci(std::move(model), emu::PciKind::Modern).value_or(DeviceFunction{});
+      function_ =
+          machine_->add_pci(std::move(model), emu::PciKind::Modern).value_or(DeviceFunction{});
     } else {
-      mmio_base_ = machine_->add_mmio(std::move(model), transport == BlkTransport::MmioV1
-                                                            ? MmioVersion::Legacy
-                                                            : MmioVersion::Modern)
-                       .value_or(0);
+      mmio_base_ =
+          machine_
+              ->add_mmio(std::move(model), transport == BlkTransport::MmioV1 ? MmioVersion::Legacy
+                                                                             : MmioVersion::Modern)
+              .value_or(0);
     }
   }
 
@@ -95,11 +97,13 @@ class BlkHarness {
   Result<EmuTransport> probe() {
     emu::EmuHal hal = machine_->hal();
     if (transport_ != BlkTransport::Pci) {
-      auto probed = axdriver::virtio::probe_mmio_device(hal, mmio_base_, emu::MmioDevice::kWindowSize);
+      auto probed =
+          axdriver::virtio::probe_mmio_device(hal, mmio_base_, emu::MmioDevice::kWindowSize);
       if (!probed || probed->type != axdriver::DeviceType::Block) return Error::InvalidDeviceId;
       return EmuTransport(std::move(probed->transport));
     }
-    VIRTIO_TRY_ASSIGN(emu::EmuIo ecam, hal.mmio_map(emu::Machine::kEcamBase, emu::Machine::kEcamSize));
+    VIRTIO_TRY_ASSIGN(emu::EmuIo ecam,
+                      hal.mmio_map(emu::Machine::kEcamBase, emu::Machine::kEcamSize));
     PciRoot<MmioCam<emu::EmuIo>> root(MmioCam<emu::EmuIo>(ecam, CamKind::Ecam));
     if (!bars_assigned_) {
       PciRangeAllocator mem32(emu::Machine::kPciMmioBase, emu::Machine::kPciMmioSize);
@@ -140,7 +144,8 @@ class BlkHarness {
 // (EmuHal bounces them).
 class GuestBuffer {
  public:
-  GuestBuffer(emu::EmuHal hal, std::size_t bytes) : hal_(hal), pages_(pages_for(bytes)), len_(bytes) {
+  GuestBuffer(emu::EmuHal hal, std::size_t bytes)
+      : hal_(hal), pages_(pages_for(bytes)), len_(bytes) {
     auto a = hal_.dma_alloc(pages_ == 0 ? 1 : pages_, BufferDirection::Both);
     if (a) {
       alloc_ = *a;

@@ -47,14 +47,16 @@ inline Result<EmuTransport> attach_device(emu::Machine& machine,
   if (kind == TransportKind::Pci) {
     const std::optional<DeviceFunction> df = machine.add_pci(std::move(model));
     if (!df) return Error::InvalidParam;
-    VIRTIO_TRY_ASSIGN(emu::EmuIo ecam, hal.mmio_map(emu::Machine::kEcamBase, emu::Machine::kEcamSize));
+    VIRTIO_TRY_ASSIGN(emu::EmuIo ecam,
+                      hal.mmio_map(emu::Machine::kEcamBase, emu::Machine::kEcamSize));
     PciRoot<MmioCam<emu::EmuIo>> root(MmioCam<emu::EmuIo>(ecam, CamKind::Ecam));
     PciRangeAllocator mem32(emu::Machine::kPciMmioBase, emu::Machine::kPciMmioSize);
     VIRTIO_TRY(root.allocate_bars(*df, mem32, nullptr));
     VIRTIO_TRY_ASSIGN(PciTransport<emu::EmuIo> t, PciTransport<emu::EmuIo>::create(hal, root, *df));
     return EmuTransport(std::move(t));
   }
-  const MmioVersion version = kind == TransportKind::MmioV1 ? MmioVersion::Legacy : MmioVersion::Modern;
+  const MmioVersion version =
+      kind == TransportKind::MmioV1 ? MmioVersion::Legacy : MmioVersion::Modern;
   const std::optional<PhysAddr> base = machine.add_mmio(std::move(model), version);
   if (!base) return Error::InvalidParam;
   VIRTIO_TRY_ASSIGN(emu::EmuIo io, hal.mmio_map(*base, emu::MmioDevice::kWindowSize));

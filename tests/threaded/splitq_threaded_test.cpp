@@ -207,8 +207,8 @@ class ThreadedRig {
         dl.progress();
       } else if (!dl.relax()) {
         return ::testing::AssertionFailure()
-               << "no completion within the deadline (completed " << completed_ << " of "
-               << target << ", outstanding " << outstanding() << "); " << device_state();
+               << "no completion within the deadline (completed " << completed_ << " of " << target
+               << ", outstanding " << outstanding() << "); " << device_state();
       }
     }
     return ::testing::AssertionSuccess();
@@ -290,7 +290,8 @@ class ThreadedRig {
     }
     if (queue_->broken()) return ::testing::AssertionFailure() << "driver marked the queue broken";
     if (machine_.memory().stats().shares_live != 0) {
-      return ::testing::AssertionFailure() << "shares_live " << machine_.memory().stats().shares_live;
+      return ::testing::AssertionFailure()
+             << "shares_live " << machine_.memory().stats().shares_live;
     }
     const auto served = dev_->served();  // takes the model's lock: the device is between polls
     if (served.queue_faults != 0 || dev_->needs_reset()) {
@@ -351,7 +352,8 @@ class ThreadedRig {
     if (!r) {
       return ::testing::AssertionFailure() << "add #" << i << ": " << virtio::error_name(r.error());
     }
-    if (by_token_[*r] != kNoSlot) return ::testing::AssertionFailure() << "token reused while in flight";
+    if (by_token_[*r] != kNoSlot)
+      return ::testing::AssertionFailure() << "token reused while in flight";
     by_token_[*r] = si;
     free_slots_.pop_back();
     ++submitted_;
@@ -373,16 +375,18 @@ class ThreadedRig {
     const std::size_t si = by_token_[token];
     Slot& s = slots_[si];
     if (r->len != s.writable_bytes) {
-      return ::testing::AssertionFailure() << "request #" << s.seq << ": len " << r->len
-                                           << ", writable " << s.writable_bytes;
+      return ::testing::AssertionFailure()
+             << "request #" << s.seq << ": len " << r->len << ", writable " << s.writable_bytes;
     }
     std::size_t t = 0;
     for (const auto& out : s.outs) {
       for (std::size_t j = 0; j < out.size(); ++j, ++t) {
-        const auto expect = static_cast<std::uint8_t>(s.readable[t % s.readable.size()] ^ TestDevice::kXorKey);
+        const auto expect =
+            static_cast<std::uint8_t>(s.readable[t % s.readable.size()] ^ TestDevice::kXorKey);
         if (out[j] != expect) {
-          return ::testing::AssertionFailure() << "request #" << s.seq << ": response byte " << t
-                                               << " is " << int{out[j]} << ", expected " << int{expect};
+          return ::testing::AssertionFailure()
+                 << "request #" << s.seq << ": response byte " << t << " is " << int{out[j]}
+                 << ", expected " << int{expect};
         }
       }
     }

@@ -21,13 +21,15 @@ std::string hex_of(const std::string& s, Sha256::Impl impl = Sha256::Impl::Auto)
 
 TEST(BlkSha256, FipsVectors) {
   for (auto impl : {Sha256::Impl::Auto, Sha256::Impl::Portable}) {
-    EXPECT_EQ(hex_of("abc", impl), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    EXPECT_EQ(hex_of("abc", impl),
+              "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   }
   EXPECT_EQ(hex_of(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(hex_of("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(hex_of("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-  EXPECT_EQ(hex_of("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu"),
+  EXPECT_EQ(hex_of("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnop"
+                   "qklmnopqrlmnopqrsmnopqrstnopqrstu"),
             "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
   Sha256 million;
   const std::string a(1000, 'a');
@@ -82,7 +84,8 @@ TEST(BlkSha256, MatchesSystemSha256sum) {
   // Every length around the padding boundaries, then a few big ones.
   std::vector<std::size_t> lengths;
   for (std::size_t n = 0; n <= 130; ++n) lengths.push_back(n);
-  for (std::size_t n : {511u, 512u, 513u, 4095u, 4096u, 65537u, 1000000u, 3145731u}) lengths.push_back(n);
+  for (std::size_t n : {511u, 512u, 513u, 4095u, 4096u, 65537u, 1000000u, 3145731u})
+    lengths.push_back(n);
   for (std::size_t n : lengths) {
     std::vector<std::uint8_t> data(n);
     for (auto& b : data) b = static_cast<std::uint8_t>(rng());

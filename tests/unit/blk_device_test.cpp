@@ -7,8 +7,8 @@
 
 #include <array>
 #include <cstdint>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -38,8 +38,9 @@ class RawBlk {
                                          blk::kFWriteZeroes | blk::kFRo | blk::kFBlkSize);
     if (!f) return;
     features_ = *f;
-    auto q = RawQueue::create(h_.hal(), *transport_, 0, (features_ & feature::kRingIndirectDesc) != 0,
-                              (features_ & feature::kRingEventIdx) != 0);
+    auto q =
+        RawQueue::create(h_.hal(), *transport_, 0, (features_ & feature::kRingIndirectDesc) != 0,
+                         (features_ & feature::kRingEventIdx) != 0);
     if (!q) return;
     queue_.emplace(std::move(*q));
     ok_ = finish_init(*transport_).has_value();
@@ -89,7 +90,9 @@ blk::ReqHeader header(std::uint32_t type, std::uint64_t sector) {
   h.sector = sector;
   return h;
 }
-In bytes_of(const blk::ReqHeader& h) { return In(reinterpret_cast<const std::uint8_t*>(&h), sizeof h); }
+In bytes_of(const blk::ReqHeader& h) {
+  return In(reinterpret_cast<const std::uint8_t*>(&h), sizeof h);
+}
 In bytes_of(const blk::DiscardSegment& s) {
   return In(reinterpret_cast<const std::uint8_t*>(&s), sizeof s);
 }
@@ -144,7 +147,8 @@ TEST(BlkDevice, BadRequestsGetAStatusNotACrash) {
   ASSERT_TRUE(b.run({bytes_of(r)}, {Out(buf.data(), 100), Out(&st, 1)}).has_value());
   EXPECT_EQ(st, blk::kSIoErr);
   // Beyond the end, and a sector that overflows when turned into bytes.
-  for (std::uint64_t sector : {kDisk / 512, kDisk / 512 - 1, ~std::uint64_t{0}, ~std::uint64_t{0} / 512}) {
+  for (std::uint64_t sector :
+       {kDisk / 512, kDisk / 512 - 1, ~std::uint64_t{0}, ~std::uint64_t{0} / 512}) {
     st = 0xff;
     r = header(blk::kTIn, sector);
     ASSERT_TRUE(b.run({bytes_of(r)}, {Out(buf.data(), 1024), Out(&st, 1)}).has_value());
@@ -157,7 +161,8 @@ TEST(BlkDevice, BadRequestsGetAStatusNotACrash) {
   // A read that also carries driver data.
   st = 0xff;
   r = header(blk::kTIn, 0);
-  ASSERT_TRUE(b.run({bytes_of(r), In(buf.data(), 512)}, {Out(buf.data() + 512, 512), Out(&st, 1)}).has_value());
+  ASSERT_TRUE(b.run({bytes_of(r), In(buf.data(), 512)}, {Out(buf.data() + 512, 512), Out(&st, 1)})
+                  .has_value());
   EXPECT_EQ(st, blk::kSIoErr);
   // Unknown and unimplemented types: UNSUPP.
   for (std::uint32_t type : {blk::kTGetLifetime, blk::kTSecureErase, 3u, 99u, 0xffffffffu}) {
@@ -199,7 +204,9 @@ TEST(BlkDevice, DiscardAndWriteZeroesRules) {
   ASSERT_TRUE(b.run({bytes_of(dh)}, {Out(&st, 1)}).has_value());
   EXPECT_EQ(st, blk::kSIoErr);
   st = 0xff;
-  ASSERT_TRUE(b.run({bytes_of(dh), In(reinterpret_cast<const std::uint8_t*>(&seg), 8)}, {Out(&st, 1)}).has_value());
+  ASSERT_TRUE(
+      b.run({bytes_of(dh), In(reinterpret_cast<const std::uint8_t*>(&seg), 8)}, {Out(&st, 1)})
+          .has_value());
   EXPECT_EQ(st, blk::kSIoErr);
   // Two valid segments in one request (max_discard_seg 16): both zeroed.
   blk::DiscardSegment two[2]{};
@@ -208,7 +215,8 @@ TEST(BlkDevice, DiscardAndWriteZeroesRules) {
   two[1].sector = 10;
   two[1].num_sectors = 2;
   st = 0xff;
-  ASSERT_TRUE(b.run({bytes_of(wh), In(reinterpret_cast<const std::uint8_t*>(two), sizeof two)}, {Out(&st, 1)})
+  ASSERT_TRUE(b.run({bytes_of(wh), In(reinterpret_cast<const std::uint8_t*>(two), sizeof two)},
+                    {Out(&st, 1)})
                   .has_value());
   EXPECT_EQ(st, blk::kSOk);
   EXPECT_EQ(b.disk()[512], 0);

@@ -91,7 +91,8 @@ TEST(CoverageNames, LegacyQueueSetRefusesAnotherLayout) {
   auto r = t->queue_set(0, 16, desc, desc + 0x100, desc + 0x200);  // used not at the 4 KiB boundary
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error(), Error::InvalidParam);
-  auto m = t->queue_set(0, 16, desc + 8, desc + 8 + 0x100, desc + 8 + virtio::ring::legacy_used_offset(16));
+  auto m = t->queue_set(0, 16, desc + 8, desc + 8 + 0x100,
+                        desc + 8 + virtio::ring::legacy_used_offset(16));
   ASSERT_FALSE(m.has_value());
   EXPECT_EQ(m.error(), Error::Misaligned);
 }

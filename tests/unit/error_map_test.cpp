@@ -82,8 +82,8 @@ TEST(DeviceTypeMap, SupportedTypesMapAndOthersDoNot) {
   EXPECT_EQ(as_dev_type(DeviceId::Block), DeviceType::Block);
   EXPECT_EQ(as_dev_type(DeviceId::Network), DeviceType::Net);
   EXPECT_EQ(as_dev_type(DeviceId::Gpu), DeviceType::Display);
-  for (DeviceId id : {DeviceId::Console, DeviceId::EntropySource, DeviceId::Input,
-                      DeviceId::Socket, DeviceId::Sound, DeviceId::Invalid, DeviceId::P9}) {
+  for (DeviceId id : {DeviceId::Console, DeviceId::EntropySource, DeviceId::Input, DeviceId::Socket,
+                      DeviceId::Sound, DeviceId::Invalid, DeviceId::P9}) {
     EXPECT_FALSE(as_dev_type(id).has_value()) << virtio::device_id_name(id);
   }
 }

@@ -16,11 +16,11 @@
 namespace {
 
 using namespace virtio;
+using emu::EmuHal;
+using emu::GpuDeviceConfig;
 using test::gpu::Kind;
 using test::gpu::Rig;
 using test::gpu::Transport;
-using emu::EmuHal;
-using emu::GpuDeviceConfig;
 namespace cmd = gpu::cmd;
 namespace resp = gpu::resp;
 namespace fmt = gpu::format;
@@ -73,9 +73,9 @@ class RawGpu {
     std::memset(rs, 0xee, kPageSize);
     const std::span<const std::uint8_t> in[1] = {std::span<const std::uint8_t>(rq, len)};
     const std::span<std::uint8_t> out[1] = {std::span<std::uint8_t>(rs, resp_cap)};
-    auto n = ctrl_->add_notify_wait_pop(std::span<const std::span<const std::uint8_t>>(in, 1),
-                                        std::span<const std::span<std::uint8_t>>(out, resp_cap ? 1 : 0),
-                                        *t_, 1000);
+    auto n = ctrl_->add_notify_wait_pop(
+        std::span<const std::span<const std::uint8_t>>(in, 1),
+        std::span<const std::span<std::uint8_t>>(out, resp_cap ? 1 : 0), *t_, 1000);
     Answer a;
     EXPECT_TRUE(n.has_value());
     if (!n) return a;
@@ -112,13 +112,15 @@ class RawGpu {
   }
   std::uint32_t attach(std::uint32_t id, std::vector<gpu::MemEntry> entries,
                        std::optional<std::uint32_t> nr = std::nullopt) {
-    std::vector<std::uint8_t> req(sizeof(gpu::ResourceAttachBacking) + entries.size() * sizeof(gpu::MemEntry));
+    std::vector<std::uint8_t> req(sizeof(gpu::ResourceAttachBacking) +
+                                  entries.size() * sizeof(gpu::MemEntry));
     gpu::ResourceAttachBacking h{};
     h.hdr.type = cmd::kResourceAttachBacking;
     h.resource_id = id;
     h.nr_entries = nr.value_or(static_cast<std::uint32_t>(entries.size()));
     std::memcpy(req.data(), &h, sizeof h);
-    if (!entries.empty()) std::memcpy(req.data() + sizeof h, entries.data(), entries.size() * sizeof(gpu::MemEntry));
+    if (!entries.empty())
+      std::memcpy(req.data() + sizeof h, entries.data(), entries.size() * sizeof(gpu::MemEntry));
     return send(req.data(), req.size()).type();
   }
   std::uint32_t attach(std::uint32_t id, PhysAddr addr, std::uint32_t len) {
@@ -139,14 +141,15 @@ class RawGpu {
     u.resource_id = id;
     return type_of(u);
   }
-  static void rect(gpu::Rect& r, std::uint32_t x, std::uint32_t y, std::uint32_t w, std::uint32_t h) {
+  static void rect(gpu::Rect& r, std::uint32_t x, std::uint32_t y, std::uint32_t w,
+                   std::uint32_t h) {
     r.x = x;
     r.y = y;
     r.width = w;
     r.height = h;
   }
-  std::uint32_t set_scanout(std::uint32_t scanout, std::uint32_t id, std::uint32_t x, std::uint32_t y,
-                            std::uint32_t w, std::uint32_t h) {
+  std::uint32_t set_scanout(std::uint32_t scanout, std::uint32_t id, std::uint32_t x,
+                            std::uint32_t y, std::uint32_t w, std::uint32_t h) {
     gpu::SetScanout s{};
     s.hdr.type = cmd::kSetScanout;
     rect(s.r, x, y, w, h);
@@ -208,9 +211,9 @@ TEST(GpuDevice, CreateValidation) {
   EXPECT_EQ(g.create(2, 8, 8, 0), resp::kErrInvalidParameter);
   EXPECT_EQ(g.create(2, 0, 8), resp::kErrInvalidParameter);
   EXPECT_EQ(g.create(2, 8, 0), resp::kErrInvalidParameter);
-  for (std::uint32_t f : {fmt::kB8G8R8A8Unorm, fmt::kB8G8R8X8Unorm, fmt::kA8R8G8B8Unorm,
-                          fmt::kX8R8G8B8Unorm, fmt::kR8G8B8A8Unorm, fmt::kX8B8G8R8Unorm,
-                          fmt::kA8B8G8R8Unorm, fmt::kR8G8B8X8Unorm}) {
+  for (std::uint32_t f :
+       {fmt::kB8G8R8A8Unorm, fmt::kB8G8R8X8Unorm, fmt::kA8R8G8B8Unorm, fmt::kX8R8G8B8Unorm,
+        fmt::kR8G8B8A8Unorm, fmt::kX8B8G8R8Unorm, fmt::kA8B8G8R8Unorm, fmt::kR8G8B8X8Unorm}) {
     EXPECT_EQ(g.create(100 + f, 4, 4, f), resp::kOkNodata) << f;
   }
   EXPECT_EQ(g.dev().live_resources(), 9u);
@@ -221,11 +224,11 @@ TEST(GpuDevice, HostMemoryBudget) {
   GpuDeviceConfig c = RawGpu::small();
   c.max_hostmem = 1 << 20;
   RawGpu g(c);
-  EXPECT_EQ(g.create(1, 1024, 1024), resp::kErrOutOfMemory);              // 4 MiB
+  EXPECT_EQ(g.create(1, 1024, 1024), resp::kErrOutOfMemory);                // 4 MiB
   EXPECT_EQ(g.create(1, 0xffffffffu, 0xffffffffu), resp::kErrOutOfMemory);  // no overflow
   EXPECT_EQ(g.create(1, 0x40000000u, 4), resp::kErrOutOfMemory);  // 2^32 * 4 bytes, u32 wraps
-  EXPECT_EQ(g.create(1, 256, 512), resp::kOkNodata);               // 512 KiB
-  EXPECT_EQ(g.create(2, 256, 512), resp::kOkNodata);               // exactly the budget
+  EXPECT_EQ(g.create(1, 256, 512), resp::kOkNodata);              // 512 KiB
+  EXPECT_EQ(g.create(2, 256, 512), resp::kOkNodata);              // exactly the budget
   EXPECT_EQ(g.create(3, 1, 1), resp::kErrOutOfMemory);
   EXPECT_EQ(g.dev().hostmem_used(), 1u << 20);
   EXPECT_EQ(g.unref(1), resp::kOkNodata);
@@ -348,8 +351,8 @@ TEST(GpuDevice, DetachValidation) {
 
 TEST(GpuDevice, UnknownAndTruncatedCommands) {
   RawGpu g;
-  for (std::uint32_t type : {0u, 0x0200u, 0x0108u, 0x0109u, 0x010bu, 0x010cu, 0x010du, 0x0300u,
-                             0x9999u, 0xffffffffu}) {
+  for (std::uint32_t type :
+       {0u, 0x0200u, 0x0108u, 0x0109u, 0x010bu, 0x010cu, 0x010du, 0x0300u, 0x9999u, 0xffffffffu}) {
     gpu::CtrlHeader h{};
     h.type = type;
     EXPECT_EQ(g.type_of(h), resp::kErrUnspec) << type;
@@ -363,9 +366,9 @@ TEST(GpuDevice, UnknownAndTruncatedCommands) {
   EXPECT_EQ(g.send(&c, sizeof c - 4).type(), resp::kErrUnspec);
   EXPECT_EQ(g.send(&c, 10).type(), resp::kErrUnspec);
   EXPECT_EQ(g.dev().live_resources(), 0u);
-  for (std::uint32_t type : {cmd::kResourceUnref, cmd::kSetScanout, cmd::kResourceFlush,
-                             cmd::kTransferToHost2d, cmd::kResourceAttachBacking,
-                             cmd::kResourceDetachBacking, cmd::kGetEdid}) {
+  for (std::uint32_t type :
+       {cmd::kResourceUnref, cmd::kSetScanout, cmd::kResourceFlush, cmd::kTransferToHost2d,
+        cmd::kResourceAttachBacking, cmd::kResourceDetachBacking, cmd::kGetEdid}) {
     gpu::CtrlHeader h{};
     h.type = type;
     EXPECT_EQ(g.type_of(h), resp::kErrUnspec) << type;
@@ -486,7 +489,8 @@ TEST(GpuDevice, ScanoutChangesOnlyOnFlush) {
     paint(mem, 64 * 32, 0x000100u * static_cast<std::uint32_t>(i));
     EXPECT_EQ(g.transfer(1, 0, 0, 64, 32, 0), resp::kOkNodata);
     EXPECT_EQ(g.flush(1, 0, 0, 64, 32), resp::kOkNodata);
-    EXPECT_TRUE(test::gpu::rect_is(*g.dev().snapshot(0), 0, 0, 64, 32, 0x000100u * static_cast<std::uint32_t>(i)));
+    EXPECT_TRUE(test::gpu::rect_is(*g.dev().snapshot(0), 0, 0, 64, 32,
+                                   0x000100u * static_cast<std::uint32_t>(i)));
   }
   EXPECT_EQ(g.dev().gpu_stats().cow_copies, 1u);
   EXPECT_LE(g.dev().live_frames(), 2u);
@@ -534,12 +538,14 @@ TEST(GpuDevice, ScatteredBackingAndOffsets) {
   for (std::uint32_t y = 0; y < 32; ++y) {
     const std::size_t off = std::size_t{y} * 128;
     std::uint8_t* p = mem.vaddr() + (3 - off / 4096) * 4096 + off % 4096;
-    for (std::uint32_t x = 0; x < 32; ++x) axdriver::virtio::put_pixel_bgra(p + x * 4, y * 0x010101u);
+    for (std::uint32_t x = 0; x < 32; ++x)
+      axdriver::virtio::put_pixel_bgra(p + x * 4, y * 0x010101u);
   }
   ASSERT_EQ(g.transfer(1, 0, 0, 32, 32, 0), resp::kOkNodata);
   ASSERT_EQ(g.flush(1, 0, 0, 32, 32), resp::kOkNodata);
   auto img = g.dev().snapshot(0);
-  for (std::uint32_t y = 0; y < 32; ++y) EXPECT_TRUE(test::gpu::rect_is(*img, 0, y, 32, 1, y * 0x010101u));
+  for (std::uint32_t y = 0; y < 32; ++y)
+    EXPECT_TRUE(test::gpu::rect_is(*img, 0, y, 32, 1, y * 0x010101u));
   // A non-contiguous rect with QEMU's offset: row i from offset + i * stride.
   for (std::uint32_t y = 0; y < 32; ++y) {
     const std::size_t off = std::size_t{y} * 128;
@@ -685,11 +691,14 @@ TEST(GpuDevice, DisplayEventAndEventsClear) {
   ASSERT_TRUE(events.has_value());
   EXPECT_EQ(*events, gpu::kEventDisplay);
   // Writing other bits or other fields changes nothing; writing the bit clears it.
-  ASSERT_TRUE(g.transport().write_config_space<std::uint32_t>(gpu::cfg::kEventsClear, 2).has_value());
-  ASSERT_TRUE(g.transport().write_config_space<std::uint32_t>(gpu::cfg::kNumScanouts, 7).has_value());
+  ASSERT_TRUE(
+      g.transport().write_config_space<std::uint32_t>(gpu::cfg::kEventsClear, 2).has_value());
+  ASSERT_TRUE(
+      g.transport().write_config_space<std::uint32_t>(gpu::cfg::kNumScanouts, 7).has_value());
   EXPECT_EQ(g.dev().events_read(), gpu::kEventDisplay);
   EXPECT_EQ(*g.transport().read_config_space<std::uint32_t>(gpu::cfg::kNumScanouts), 1u);
-  ASSERT_TRUE(g.transport().write_config_space<std::uint32_t>(gpu::cfg::kEventsClear, 1).has_value());
+  ASSERT_TRUE(
+      g.transport().write_config_space<std::uint32_t>(gpu::cfg::kEventsClear, 1).has_value());
   EXPECT_EQ(g.dev().events_read(), 0u);
   EXPECT_EQ(*g.transport().read_config_space<std::uint32_t>(gpu::cfg::kEventsRead), 0u);
   EXPECT_EQ(g.dev().scanout_state(0).mode_width, 800u);
@@ -709,7 +718,7 @@ TEST(GpuDriverHelpers, EdidParserRejectsGarbage) {
   e[54] = 1;
   e[127] = static_cast<std::uint8_t>(e[127] - 1);
   EXPECT_FALSE(edid_preferred_mode(e).has_value());  // timing with 0x0
-  e[56] = 0x20;  // 0x320 = 800
+  e[56] = 0x20;                                      // 0x320 = 800
   e[58] = 0x30;
   e[59] = 0x58;  // 0x258 = 600
   e[61] = 0x20;

@@ -135,7 +135,8 @@ TEST_P(MmioInit, QueueRegistersAreImmutableAfterDriverOk) {
 }
 
 TEST_P(MmioInit, ConfigSpaceAccessIsBoundedAndAligned) {
-  for (std::size_t i = 0; i < 16; ++i) device.set_config_byte(i, static_cast<std::uint8_t>(0x10 + i));
+  for (std::size_t i = 0; i < 16; ++i)
+    device.set_config_byte(i, static_cast<std::uint8_t>(0x10 + i));
   auto t = transport();
   EXPECT_EQ(t.config_space_size(), virtio::emu::MmioDevice::kWindowSize - virtio::mmio::kConfig);
   EXPECT_EQ(*t.read_config_space<std::uint8_t>(1), 0x11);
@@ -286,10 +287,10 @@ TEST(MmioProbe, ProbeMmioDeviceSeedSemantics) {
   EXPECT_EQ(pb->type, DeviceType::Net);
   EXPECT_EQ(pb->transport.version(), MmioVersion::Legacy);
   EXPECT_EQ(pc->type, DeviceType::Display);
-  EXPECT_FALSE(axdriver::virtio::probe_mmio_device(hal, d, 0x200));  // unsupported type
-  EXPECT_FALSE(axdriver::virtio::probe_mmio_device(hal, e, 0x200));  // empty slot
-  EXPECT_FALSE(axdriver::virtio::probe_mmio_device(hal, f, 0x200));  // bad magic
-  EXPECT_FALSE(axdriver::virtio::probe_mmio_device(hal, 0, 0x200));  // null base
+  EXPECT_FALSE(axdriver::virtio::probe_mmio_device(hal, d, 0x200));            // unsupported type
+  EXPECT_FALSE(axdriver::virtio::probe_mmio_device(hal, e, 0x200));            // empty slot
+  EXPECT_FALSE(axdriver::virtio::probe_mmio_device(hal, f, 0x200));            // bad magic
+  EXPECT_FALSE(axdriver::virtio::probe_mmio_device(hal, 0, 0x200));            // null base
   EXPECT_FALSE(axdriver::virtio::probe_mmio_device(hal, 0x2000'0000, 0x200));  // unmapped
 }
 

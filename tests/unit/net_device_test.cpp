@@ -64,7 +64,9 @@ TEST(NetPacket, BuildersAndParsersAgree) {
   EXPECT_TRUE(e->icmp_checksum_ok);
   EXPECT_EQ(e->payload.size(), 56u);
   // No room: nothing written.
-  EXPECT_EQ(write_arp_request(std::span<std::uint8_t>(f, 59), kGuestMac, kSlirpGuestIp, kSlirpGatewayIp), 0u);
+  EXPECT_EQ(
+      write_arp_request(std::span<std::uint8_t>(f, 59), kGuestMac, kSlirpGuestIp, kSlirpGatewayIp),
+      0u);
 }
 
 TEST(NetPacket, ParsersSurviveGarbage) {
@@ -114,10 +116,11 @@ TEST(NetResponder, EchoReplyHasCorrectChecksumsAndData) {
   std::uint8_t req[1514], reply[2048];
   std::uint8_t payload[1000];
   for (std::size_t i = 0; i < sizeof payload; ++i) payload[i] = static_cast<std::uint8_t>(i * 3);
-  for (std::size_t len : {std::size_t{0}, std::size_t{1}, std::size_t{17}, std::size_t{56}, std::size_t{1000}}) {
-    const std::size_t n = write_icmp_echo_request(req, kGuestMac, kSlirpGatewayMac, kSlirpGuestIp,
-                                                  kSlirpGatewayIp, 0xbeef, 42,
-                                                  std::span<const std::uint8_t>(payload, len));
+  for (std::size_t len :
+       {std::size_t{0}, std::size_t{1}, std::size_t{17}, std::size_t{56}, std::size_t{1000}}) {
+    const std::size_t n =
+        write_icmp_echo_request(req, kGuestMac, kSlirpGatewayMac, kSlirpGuestIp, kSlirpGatewayIp,
+                                0xbeef, 42, std::span<const std::uint8_t>(payload, len));
     const std::size_t m = r.respond(std::span<const std::uint8_t>(req, n), reply);
     ASSERT_GT(m, 0u) << len;
     auto e = parse_icmp_echo(std::span<const std::uint8_t>(reply, m));
@@ -145,13 +148,16 @@ TEST(NetResponder, DropsBadChecksumsAndOtherDestinations) {
   req[14 + 20 + 8] ^= 0xff;  // corrupt the data: ICMP checksum now wrong
   EXPECT_EQ(r.respond(std::span<const std::uint8_t>(req, n), reply), 0u);
   EXPECT_EQ(r.stats().bad_checksums, 1u);
-  n = write_icmp_echo_request(req, kGuestMac, kSlirpGatewayMac, kSlirpGuestIp, kSlirpGatewayIp, 1, 1, payload);
+  n = write_icmp_echo_request(req, kGuestMac, kSlirpGatewayMac, kSlirpGuestIp, kSlirpGatewayIp, 1,
+                              1, payload);
   req[14 + 8] = 1;  // TTL changed without fixing the header checksum
   EXPECT_EQ(r.respond(std::span<const std::uint8_t>(req, n), reply), 0u);
   EXPECT_EQ(r.stats().bad_checksums, 2u);
-  n = write_icmp_echo_request(req, kGuestMac, kSlirpGatewayMac, kSlirpGuestIp, Ipv4{8, 8, 8, 8}, 1, 1, payload);
+  n = write_icmp_echo_request(req, kGuestMac, kSlirpGatewayMac, kSlirpGuestIp, Ipv4{8, 8, 8, 8}, 1,
+                              1, payload);
   EXPECT_EQ(r.respond(std::span<const std::uint8_t>(req, n), reply), 0u);
-  n = write_icmp_echo_request(req, kGuestMac, Mac{2, 0, 0, 0, 0, 1}, kSlirpGuestIp, kSlirpGatewayIp, 1, 1, payload);
+  n = write_icmp_echo_request(req, kGuestMac, Mac{2, 0, 0, 0, 0, 1}, kSlirpGuestIp, kSlirpGatewayIp,
+                              1, 1, payload);
   EXPECT_EQ(r.respond(std::span<const std::uint8_t>(req, n), reply), 0u);  // not our MAC
   EXPECT_EQ(r.stats().echo_replies, 0u);
 }
@@ -168,7 +174,8 @@ TEST(NetPcap, ClassicFormatLittleEndian) {
     EXPECT_EQ(w->frames(), 2u);
   }
   std::ifstream in(path, std::ios::binary);
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                  std::istreambuf_iterator<char>());
   const auto u32 = [&](std::size_t o) {
     return std::uint32_t{bytes[o]} | std::uint32_t{bytes[o + 1]} << 8 |
            std::uint32_t{bytes[o + 2]} << 16 | std::uint32_t{bytes[o + 3]} << 24;

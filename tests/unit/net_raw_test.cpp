@@ -69,7 +69,8 @@ TEST_P(NetRawTest, NegotiatesFeaturesAndHeader) {
   EXPECT_EQ(rig.raw->legacy_header(), legacy);
   EXPECT_EQ(rig.raw->rx_queue_size(), 16);
   EXPECT_EQ(rig.raw->tx_queue_size(), 16);
-  EXPECT_EQ(rig.raw->mac_address(), (std::array<std::uint8_t, 6>{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}));
+  EXPECT_EQ(rig.raw->mac_address(),
+            (std::array<std::uint8_t, 6>{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}));
   EXPECT_TRUE(rig.raw->config().mac_from_device);
   EXPECT_EQ(rig.raw->mtu(), 1500);
   EXPECT_TRUE(rig.raw->link_up());
@@ -99,8 +100,9 @@ TEST_P(NetRawTest, SeedApiRoundTrip) {
   auto done = raw.poll_transmit();
   ASSERT_TRUE(done.has_value());
   EXPECT_EQ(*done, *tx_token);
-  EXPECT_EQ(raw.transmit_complete(static_cast<std::uint16_t>(*tx_token + 1), tx.span(hdr + 100)).error(),
-            Error::WrongToken);
+  EXPECT_EQ(
+      raw.transmit_complete(static_cast<std::uint16_t>(*tx_token + 1), tx.span(hdr + 100)).error(),
+      Error::WrongToken);
   ASSERT_TRUE(raw.transmit_complete(*tx_token, tx.span(hdr + 100)).has_value());
 
   auto got = raw.poll_receive();
@@ -209,7 +211,7 @@ INSTANTIATE_TEST_SUITE_P(Transports, NetRawTest,
                          ::testing::Values(NetTransportKind::MmioLegacy, NetTransportKind::Mmio,
                                            NetTransportKind::Pci),
                          [](const auto& p) {
-                           return std::string(p.param == NetTransportKind::Pci ? "Pci"
+                           return std::string(p.param == NetTransportKind::Pci    ? "Pci"
                                               : p.param == NetTransportKind::Mmio ? "MmioModern"
                                                                                   : "MmioLegacy");
                          });

@@ -87,14 +87,16 @@ TEST(PciBusFormat, FormatsBusDeviceFunction) {
 
 TEST(PciBusCam, EcamAndCamOffsets) {
   const MmioCam<MmioIo> ecam(MmioIo(0x1000, std::size_t{256} << 20), CamKind::Ecam);
-  EXPECT_EQ(ecam.offset(DeviceFunction{1, 2, 3}, 0x44), std::optional<std::size_t>((1u << 20) | (2u << 15) | (3u << 12) | 0x44));
+  EXPECT_EQ(ecam.offset(DeviceFunction{1, 2, 3}, 0x44),
+            std::optional<std::size_t>((1u << 20) | (2u << 15) | (3u << 12) | 0x44));
   EXPECT_EQ(ecam.offset(DeviceFunction{0, 0, 0}, 0xffc), std::optional<std::size_t>(0xffc));
   EXPECT_EQ(ecam.offset(DeviceFunction{0, 0, 0}, 0x1000), std::nullopt);  // beyond 4 KiB
   EXPECT_EQ(ecam.offset(DeviceFunction{0, 0, 0}, 0x42), std::nullopt);    // misaligned
   EXPECT_EQ(ecam.offset(DeviceFunction{0, 32, 0}, 0), std::nullopt);      // bad device
   const MmioCam<MmioIo> cam(MmioIo(0x1000, std::size_t{16} << 20), CamKind::Cam);
-  EXPECT_EQ(cam.offset(DeviceFunction{1, 2, 3}, 0x44), std::optional<std::size_t>((1u << 16) | (2u << 11) | (3u << 8) | 0x44));
-  EXPECT_EQ(cam.offset(DeviceFunction{0, 0, 0}, 0x100), std::nullopt);    // CAM: 256 B only
+  EXPECT_EQ(cam.offset(DeviceFunction{1, 2, 3}, 0x44),
+            std::optional<std::size_t>((1u << 16) | (2u << 11) | (3u << 8) | 0x44));
+  EXPECT_EQ(cam.offset(DeviceFunction{0, 0, 0}, 0x100), std::nullopt);  // CAM: 256 B only
   // A window smaller than the full ECAM range: buses beyond it are not addressable.
   const MmioCam<MmioIo> one_bus(MmioIo(0x1000, std::size_t{1} << 20), CamKind::Ecam);
   EXPECT_TRUE(one_bus.offset(DeviceFunction{0, 31, 7}, 0xffc).has_value());
@@ -183,17 +185,17 @@ TEST_F(PciBusTest, HostRejectsBadAttachAndBadAccesses) {
   EXPECT_FALSE(host.attach(0, 0, &fa));   // host bridge slot
   EXPECT_FALSE(host.attach(32, 0, &fa));  // no such device
   EXPECT_TRUE(host.attach(3, 0, &fa));
-  EXPECT_FALSE(host.attach(4, 0, &fa));   // already attached
+  EXPECT_FALSE(host.attach(4, 0, &fa));  // already attached
   BusTestDevice b;
   PciFunction fb(&b, PciKind::Modern);
-  EXPECT_FALSE(host.attach(3, 0, &fb));   // slot taken
+  EXPECT_FALSE(host.attach(3, 0, &fb));  // slot taken
   EXPECT_EQ(host.function_at(3, 0), &fa);
 
   const std::uint64_t bad = host.bad_accesses();
   EXPECT_EQ(host.read(0x8000 | 0x1, 2), 0xffffu);  // misaligned 16-bit
   EXPECT_EQ(host.read(0x8000, 3), 0xffffffu);      // odd width
   EXPECT_EQ(host.bad_accesses(), bad + 2);
-  EXPECT_EQ(host.read((1u << 20), 4), 0xffff'ffffu);  // bus 1: empty, not an error
+  EXPECT_EQ(host.read((1u << 20), 4), 0xffff'ffffu);                   // bus 1: empty, not an error
   EXPECT_EQ(root->read_config_16(bdf(7), pci::kCfgVendorId), 0xffff);  // empty slot
 }
 
@@ -244,9 +246,11 @@ TEST(PciBusFake, CommandWritesNeverWriteBackStatusBits) {
   PciRoot<FakeConfig> root(cfg);
   root.write_config_16(DeviceFunction{}, pci::kCfgCommand, 0x0007);
   ASSERT_FALSE(root.configuration_access().writes.empty());
-  EXPECT_EQ(root.configuration_access().writes.back(), (std::pair<std::uint16_t, std::uint32_t>{4, 0x0007}));
+  EXPECT_EQ(root.configuration_access().writes.back(),
+            (std::pair<std::uint16_t, std::uint32_t>{4, 0x0007}));
   root.set_command(DeviceFunction{}, 0x0002);
-  EXPECT_EQ(root.configuration_access().writes.back(), (std::pair<std::uint16_t, std::uint32_t>{4, 0x0002}));
+  EXPECT_EQ(root.configuration_access().writes.back(),
+            (std::pair<std::uint16_t, std::uint32_t>{4, 0x0002}));
 }
 
 // --- capabilities --------------------------------------------------------------------------
@@ -259,8 +263,10 @@ TEST_F(PciBusTest, CapabilityWalkMatchesQemuLayout) {
   auto list = root->capabilities(bdf(1));
   for (const CapabilityInfo& c : list) caps.emplace_back(c.offset, c.id);
   EXPECT_TRUE(list.status().has_value());
-  EXPECT_EQ(caps, (std::vector<std::pair<std::uint8_t, std::uint8_t>>{
-                      {0x98, 0x11}, {0x84, 0x09}, {0x70, 0x09}, {0x60, 0x09}, {0x50, 0x09}, {0x40, 0x09}}));
+  EXPECT_EQ(
+      caps,
+      (std::vector<std::pair<std::uint8_t, std::uint8_t>>{
+          {0x98, 0x11}, {0x84, 0x09}, {0x70, 0x09}, {0x60, 0x09}, {0x50, 0x09}, {0x40, 0x09}}));
 }
 
 TEST_F(PciBusTest, CapabilityLoopIsDetected) {
@@ -270,7 +276,8 @@ TEST_F(PciBusTest, CapabilityLoopIsDetected) {
   PciFunction fa(&a, PciKind::Modern, faults);
   ASSERT_TRUE(host.attach(1, 0, &fa));
   int visited = 0;
-  const Result<void> r = root->for_each_capability(bdf(1), [&](const CapabilityInfo&) { ++visited; });
+  const Result<void> r =
+      root->for_each_capability(bdf(1), [&](const CapabilityInfo&) { ++visited; });
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(err(r), Error::BadCapability);
   EXPECT_EQ(visited, 6);  // each real entry once, then the repeat is caught
@@ -291,7 +298,8 @@ TEST(PciBusFake, MalformedCapabilityPointersAreRejected) {
   const auto walk = [](FakeConfig cfg) {
     PciRoot<FakeConfig> root(cfg);
     int n = 0;
-    const Result<void> r = root.for_each_capability(DeviceFunction{}, [&](const CapabilityInfo&) { ++n; });
+    const Result<void> r =
+        root.for_each_capability(DeviceFunction{}, [&](const CapabilityInfo&) { ++n; });
     return std::pair<bool, int>{r.has_value(), n};
   };
   {
@@ -315,7 +323,8 @@ TEST(PciBusFake, MalformedCapabilityPointersAreRejected) {
     FakeConfig cfg;  // every dword position used once: the longest legal list (48 entries)
     cfg.set_caps(0x40);
     for (unsigned at = 0x40; at <= 0xfc; at += 4) {
-      cfg.cap(static_cast<std::uint8_t>(at), 0x09, static_cast<std::uint8_t>(at == 0xfc ? 0 : at + 4));
+      cfg.cap(static_cast<std::uint8_t>(at), 0x09,
+              static_cast<std::uint8_t>(at == 0xfc ? 0 : at + 4));
     }
     EXPECT_EQ(walk(cfg), (std::pair<bool, int>{true, 48}));
     cfg.cap(0xfc, 0x09, 0x80);  // ... and the same list looping back into itself

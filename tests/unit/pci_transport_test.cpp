@@ -102,7 +102,8 @@ class PciTransportTest : public ::testing::Test {
     PhysAddr desc, driver, device;
   };
   Rings rings(std::uint32_t size) {
-    auto d = hal.dma_alloc(pages_for(16 * size + 6 + 2 * size) + pages_for(6 + 8 * size), BufferDirection::Both);
+    auto d = hal.dma_alloc(pages_for(16 * size + 6 + 2 * size) + pages_for(6 + 8 * size),
+                           BufferDirection::Both);
     EXPECT_TRUE(d.has_value());
     const PhysAddr base = d->paddr;
     return Rings{base, base + 16 * size, base + align_up(16 * size + 6 + 2 * size, kPageSize)};
@@ -175,7 +176,8 @@ TEST_F(PciTransportTest, FullInitModern) {
   EXPECT_TRUE(t->queue_used(0));
 
   ASSERT_TRUE(finish_init(*t).has_value());
-  EXPECT_EQ(dev.status(), status::kAcknowledge | status::kDriver | status::kFeaturesOk | status::kDriverOk);
+  EXPECT_EQ(dev.status(),
+            status::kAcknowledge | status::kDriver | status::kFeaturesOk | status::kDriverOk);
   EXPECT_EQ(t->get_status(), dev.status());
   EXPECT_EQ(fn.stats().bad_accesses, 0u);
   EXPECT_EQ(dev.stats().rejected_writes, 0u);
@@ -195,7 +197,8 @@ TEST_F(PciTransportTest, FullInitTransitionalTakesTheTypeFromTheSubsystemId) {
     PciTestDevice* dev;
     std::uint8_t slot;
     DeviceId want;
-  } cases[] = {{&f_net, &net, 1, DeviceId::Network}, {&f_gpu, &gpu, 2, DeviceId::Gpu},
+  } cases[] = {{&f_net, &net, 1, DeviceId::Network},
+               {&f_gpu, &gpu, 2, DeviceId::Gpu},
                {&f_blk, &blk, 3, DeviceId::Block}};
   for (const auto& c : cases) {
     SCOPED_TRACE(device_id_name(c.want));
@@ -206,7 +209,8 @@ TEST_F(PciTransportTest, FullInitTransitionalTakesTheTypeFromTheSubsystemId) {
     ASSERT_TRUE(t.has_value()) << error_name(t.error());
     EXPECT_EQ(t->device_type(), c.want);
     ASSERT_TRUE(begin_init(*t, 0).has_value());
-    for (std::uint16_t q = 0; q < t->num_queues(); ++q) ASSERT_TRUE(setup_queue(*t, q, 64).has_value());
+    for (std::uint16_t q = 0; q < t->num_queues(); ++q)
+      ASSERT_TRUE(setup_queue(*t, q, 64).has_value());
     ASSERT_TRUE(finish_init(*t).has_value());
     EXPECT_TRUE(c.dev->driver_ok());
   }
@@ -218,7 +222,8 @@ TEST_F(PciTransportTest, QueueAddressesAreWrittenAsTwoHalves) {
   auto t = create(plug(fn, 1));
   ASSERT_TRUE(t.has_value());
   ASSERT_TRUE(begin_init(*t, 0).has_value());
-  ASSERT_TRUE(t->queue_set(0, 16, 0x1'2345'6780ULL, 0x2'0000'0002ULL, 0x3'0000'0004ULL).has_value());
+  ASSERT_TRUE(
+      t->queue_set(0, 16, 0x1'2345'6780ULL, 0x2'0000'0002ULL, 0x3'0000'0004ULL).has_value());
   EXPECT_EQ(dev.queue(0)->desc, 0x1'2345'6780ULL);
   EXPECT_EQ(dev.queue(0)->driver, 0x2'0000'0002ULL);
   EXPECT_EQ(dev.queue(0)->device, 0x3'0000'0004ULL);
@@ -248,7 +253,8 @@ TEST_F(PciTransportTest, QueueSetValidatesTheDriversArguments) {
 TEST_F(PciTransportTest, ConfigSpaceReadsWritesAndBounds) {
   PciTestDevice dev(DeviceId::Block, 1, 64);
   const std::uint64_t capacity = 0x0123'4567'89ab'cdefULL;
-  for (int i = 0; i < 8; ++i) dev.config_bytes()[i] = static_cast<std::uint8_t>(capacity >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    dev.config_bytes()[i] = static_cast<std::uint8_t>(capacity >> (8 * i));
   dev.config_bytes()[8] = 0x5a;
   PciFunction fn(&dev, PciKind::Modern);
   auto t = create(plug(fn, 1));
@@ -357,20 +363,31 @@ TEST_F(PciTransportTest, EveryPciFaultKnobGivesItsSpecificError) {
   };
   const Case cases[] = {
       {"cap_loop", with([](PciFaults& f) { f.cap_loop = true; }), Error::BadCapability},
-      {"cap_outside_bar", with([](PciFaults& f) { f.cap_outside_bar = true; }), Error::BarOffsetOutOfRange},
-      {"misaligned_common", with([](PciFaults& f) { f.misaligned_common = true; }), Error::Misaligned},
-      {"missing_common", with([](PciFaults& f) { f.missing_common = true; }), Error::MissingCapability},
-      {"missing_notify", with([](PciFaults& f) { f.missing_notify = true; }), Error::MissingCapability},
-      {"odd_notify_multiplier", with([](PciFaults& f) { f.odd_notify_multiplier = true; }), Error::BadCapability},
+      {"cap_outside_bar", with([](PciFaults& f) { f.cap_outside_bar = true; }),
+       Error::BarOffsetOutOfRange},
+      {"misaligned_common", with([](PciFaults& f) { f.misaligned_common = true; }),
+       Error::Misaligned},
+      {"missing_common", with([](PciFaults& f) { f.missing_common = true; }),
+       Error::MissingCapability},
+      {"missing_notify", with([](PciFaults& f) { f.missing_notify = true; }),
+       Error::MissingCapability},
+      {"odd_notify_multiplier", with([](PciFaults& f) { f.odd_notify_multiplier = true; }),
+       Error::BadCapability},
       // A notify cap shorter than struct virtio_pci_notify_cap is not a notify cap.
-      {"short_notify_cap", with([](PciFaults& f) { f.short_notify_cap = true; }), Error::MissingCapability},
+      {"short_notify_cap", with([](PciFaults& f) { f.short_notify_cap = true; }),
+       Error::MissingCapability},
       // §4.1.4: a capability with a reserved BAR value is ignored, so common cfg is missing.
-      {"cap_bar_out_of_range", with([](PciFaults& f) { f.cap_bar_out_of_range = true; }), Error::MissingCapability},
-      {"no_capabilities_list", with([](PciFaults& f) { f.no_capabilities_list = true; }), Error::MissingCapability},
+      {"cap_bar_out_of_range", with([](PciFaults& f) { f.cap_bar_out_of_range = true; }),
+       Error::MissingCapability},
+      {"no_capabilities_list", with([](PciFaults& f) { f.no_capabilities_list = true; }),
+       Error::MissingCapability},
       {"vendor_id", with([](PciFaults& f) { f.vendor_id = 0x8086; }), Error::InvalidVendorId},
-      {"device_id 0x1040", with([](PciFaults& f) { f.device_id = 0x1040; }), Error::InvalidDeviceId},
-      {"device_id 0x2000", with([](PciFaults& f) { f.device_id = 0x2000; }), Error::InvalidDeviceId},
-      {"device_id reserved type", with([](PciFaults& f) { f.device_id = 0x104f; }), Error::InvalidDeviceId},
+      {"device_id 0x1040", with([](PciFaults& f) { f.device_id = 0x1040; }),
+       Error::InvalidDeviceId},
+      {"device_id 0x2000", with([](PciFaults& f) { f.device_id = 0x2000; }),
+       Error::InvalidDeviceId},
+      {"device_id reserved type", with([](PciFaults& f) { f.device_id = 0x104f; }),
+       Error::InvalidDeviceId},
   };
   std::uint8_t slot = 1;
   for (const Case& c : cases) {

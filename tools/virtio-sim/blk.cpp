@@ -63,7 +63,8 @@ std::optional<SimTransport> probe_pci_blk(emu::EmuHal& hal, DeviceFunction df) {
   PciRoot<MmioCam<emu::EmuIo>> root(MmioCam<emu::EmuIo>(*ecam, CamKind::Ecam));
   PciRangeAllocator mem32(emu::Machine::kPciMmioBase, emu::Machine::kPciMmioSize);
   for (const PciFunctionEntry& entry : root.enumerate_bus(0)) {
-    if (entry.df.bus != df.bus || entry.df.device != df.device || entry.df.function != df.function) {
+    if (entry.df.bus != df.bus || entry.df.device != df.device ||
+        entry.df.function != df.function) {
       (void)root.allocate_bars(entry.df, mem32, nullptr);  // keep the window consistent
       continue;
     }
@@ -110,8 +111,11 @@ class DmaBuffer {
 class Progress {
  public:
   Progress(const char* what, std::uint64_t total, bool enabled)
-      : what_(what), total_(total), enabled_(enabled && ::isatty(STDERR_FILENO) == 1),
-        start_(Clock::now()), last_(start_) {}
+      : what_(what),
+        total_(total),
+        enabled_(enabled && ::isatty(STDERR_FILENO) == 1),
+        start_(Clock::now()),
+        last_(start_) {}
   void update(std::uint64_t done) {
     if (!enabled_) return;
     const auto now = Clock::now();
@@ -125,7 +129,8 @@ class Progress {
     const int filled = static_cast<int>(frac * kWidth);
     const double secs = std::chrono::duration<double>(now - start_).count();
     const double mib_s = secs > 0 ? static_cast<double>(done) / secs / (1 << 20) : 0.0;
-    fmt::print(stderr, "\r{} [{}{}] {:3.0f}% {:.0f} MiB/s ", what_, std::string(static_cast<std::size_t>(filled), '#'),
+    fmt::print(stderr, "\r{} [{}{}] {:3.0f}% {:.0f} MiB/s ", what_,
+               std::string(static_cast<std::size_t>(filled), '#'),
                std::string(static_cast<std::size_t>(kWidth - filled), '.'), frac * 100.0, mib_s);
     std::fflush(stderr);
   }
@@ -197,9 +202,11 @@ std::optional<std::string> write_from(SimBlkDev& dev, DmaBuffer& buf, std::FILE*
   Progress progress("writing", src_bytes, !json);
   std::uint64_t done = 0;
   while (done < src_bytes) {
-    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), src_bytes - done));
+    const std::size_t want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), src_bytes - done));
     const std::size_t got = std::fread(chunk.data(), 1, want, src);
-    if (got != want) return fmt::format("short read from the source file ({})", std::strerror(errno));
+    if (got != want)
+      return fmt::format("short read from the source file ({})", std::strerror(errno));
     const std::uint64_t block = done / bs;
     const std::size_t whole = got / bs * bs;
     std::size_t len = whole;
@@ -273,13 +280,15 @@ int cmd_blk(const std::vector<std::string>& args) {
     return 2;
   }
   if (opt.transport != "mmio" && opt.transport != "mmio-legacy" && opt.transport != "pci") {
-    fmt::print(stderr, "virtio-sim blk: unknown transport '{}' (mmio, mmio-legacy, pci)\n", opt.transport);
+    fmt::print(stderr, "virtio-sim blk: unknown transport '{}' (mmio, mmio-legacy, pci)\n",
+               opt.transport);
     return 2;
   }
 
   const auto started = Clock::now();
   auto backend = emu::FileBackend::open(opt.image, opt.readonly);
-  if (!backend) return fail(opt.json, fmt::format("cannot open {}: {}", opt.image, std::strerror(errno)));
+  if (!backend)
+    return fail(opt.json, fmt::format("cannot open {}: {}", opt.image, std::strerror(errno)));
   emu::FileBackend* file = backend.get();
   emu::BlockDeviceConfig cfg;
   cfg.read_only = opt.readonly;
@@ -320,7 +329,8 @@ int cmd_blk(const std::vector<std::string>& args) {
   if (opt.write_from) {
     std::FILE* src = std::fopen(opt.write_from->c_str(), "rb");
     if (src == nullptr) {
-      return fail(opt.json, fmt::format("cannot open {}: {}", *opt.write_from, std::strerror(errno)));
+      return fail(opt.json,
+                  fmt::format("cannot open {}: {}", *opt.write_from, std::strerror(errno)));
     }
     std::fseek(src, 0, SEEK_END);
     const long end = std::ftell(src);
@@ -341,16 +351,19 @@ int cmd_blk(const std::vector<std::string>& args) {
   Progress progress("reading", disk_bytes, !opt.json);
   Clock::duration in_driver{};
   while (report.bytes_read < disk_bytes) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), disk_bytes - report.bytes_read));
+    const std::size_t n = static_cast<std::size_t>(
+        std::min<std::uint64_t>(buf.size(), disk_bytes - report.bytes_read));
     const auto t0 = Clock::now();
-    auto r = dev->read_block(report.bytes_read / report.block_size, std::span<std::uint8_t>(buf.data(), n));
+    auto r = dev->read_block(report.bytes_read / report.block_size,
+                             std::span<std::uint8_t>(buf.data(), n));
     in_driver += Clock::now() - t0;
     if (!r) {
       return fail(opt.json, fmt::format("read_block at block {} failed: {}",
                                         report.bytes_read / report.block_size,
                                         axdriver::dev_error_message(r.error())));
     }
-    const std::uint64_t take = std::min<std::uint64_t>(n, report.image_bytes - std::min(hashed, report.image_bytes));
+    const std::uint64_t take =
+        std::min<std::uint64_t>(n, report.image_bytes - std::min(hashed, report.image_bytes));
     sha.update(buf.data(), static_cast<std::size_t>(take));
     hashed += take;
     report.bytes_read += n;
@@ -359,12 +372,14 @@ int cmd_blk(const std::vector<std::string>& args) {
   progress.finish();
   report.sha256 = Sha256::hex(sha.finish());
   report.read_seconds = std::chrono::duration<double>(in_driver).count();
-  const double bps = report.read_seconds > 0 ? static_cast<double>(report.bytes_read) / report.read_seconds : 0.0;
+  const double bps =
+      report.read_seconds > 0 ? static_cast<double>(report.bytes_read) / report.read_seconds : 0.0;
   const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
 
   if (opt.json) {
     fmt::print(
-        "{{\"image\": \"{}\", \"transport\": \"{}\", \"location\": \"{}\", \"device_name\": \"{}\", "
+        "{{\"image\": \"{}\", \"transport\": \"{}\", \"location\": \"{}\", \"device_name\": "
+        "\"{}\", "
         "\"readonly\": {}, \"num_blocks\": {}, \"block_size\": {}, \"capacity_bytes\": {}, "
         "\"image_bytes\": {}, \"features\": \"{:#x}\", \"written_bytes\": {}, \"flushed\": {}, "
         "\"bytes_read\": {}, \"hashed_bytes\": {}, \"sha256\": \"{}\", \"read_seconds\": {:.6f}, "

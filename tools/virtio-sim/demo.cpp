@@ -36,7 +36,8 @@ int cmd_demo(const std::vector<std::string>& /*args*/) {
     } else if (r.transport == "mmio") {
       auto probed = axdriver::virtio::probe_mmio_device(hal, std::stoull(r.location, nullptr, 16),
                                                         emu::MmioDevice::kWindowSize);
-      auto features = probed ? init_device(probed->transport) : Result<std::uint64_t>(Error::InvalidDeviceId);
+      auto features =
+          probed ? init_device(probed->transport) : Result<std::uint64_t>(Error::InvalidDeviceId);
       outcome = features ? fmt::format("initialised, features {:#x}", *features)
                          : fmt::format("FAILED: {}", error_name(features.error()));
       failures += features ? 0 : 1;

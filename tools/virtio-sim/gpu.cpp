@@ -50,7 +50,8 @@ std::optional<SimTransport> probe_pci_gpu(emu::EmuHal& hal, DeviceFunction df) {
   PciRoot<MmioCam<emu::EmuIo>> root(MmioCam<emu::EmuIo>(*ecam, CamKind::Ecam));
   PciRangeAllocator mem32(emu::Machine::kPciMmioBase, emu::Machine::kPciMmioSize);
   for (const PciFunctionEntry& entry : root.enumerate_bus(0)) {
-    if (entry.df.bus != df.bus || entry.df.device != df.device || entry.df.function != df.function) {
+    if (entry.df.bus != df.bus || entry.df.device != df.device ||
+        entry.df.function != df.function) {
       (void)root.allocate_bars(entry.df, mem32, nullptr);
       continue;
     }
@@ -149,7 +150,8 @@ PatternRun run_pattern(emu::EmuHal hal, SimTransport transport, emu::GpuDevice& 
 
 std::string describe(const PatternRun& run) {
   if (!run.error.empty()) return fmt::format("FAILED: {}", run.error);
-  if (run.mismatches != 0) return fmt::format("FAILED: {} pixel(s) differ from the test pattern", run.mismatches);
+  if (run.mismatches != 0)
+    return fmt::format("FAILED: {} pixel(s) differ from the test pattern", run.mismatches);
   return fmt::format("{}x{} test pattern flushed ({} flush), scanout verified, png {}", run.width,
                      run.height, run.flushes, run.png);
 }
@@ -215,7 +217,8 @@ int cmd_gpu(const std::vector<std::string>& args) {
     return 2;
   }
   using Driver = virtio::Gpu<emu::EmuHal, SimTransport>;
-  if (width == 0 || height == 0 || width > Driver::kMaxDimension || height > Driver::kMaxDimension) {
+  if (width == 0 || height == 0 || width > Driver::kMaxDimension ||
+      height > Driver::kMaxDimension) {
     fmt::print(stderr, "virtio-sim gpu: width and height must be 1..{}\n", Driver::kMaxDimension);
     return 2;
   }
@@ -242,9 +245,8 @@ int cmd_gpu(const std::vector<std::string>& args) {
       location = pci_location(*df);
     }
   } else {
-    const auto base = machine.add_mmio(std::move(model), transport == "mmio-legacy"
-                                                             ? MmioVersion::Legacy
-                                                             : MmioVersion::Modern);
+    const auto base = machine.add_mmio(
+        std::move(model), transport == "mmio-legacy" ? MmioVersion::Legacy : MmioVersion::Modern);
     if (base) {
       t = probe_mmio_gpu(hal, *base);
       location = fmt::format("{:#x}", *base);
@@ -263,10 +265,12 @@ int cmd_gpu(const std::vector<std::string>& args) {
         "\"fb_size\": {}, \"flushes\": {}, \"commands\": {}, \"bytes_transferred\": {}, "
         "\"pattern_ok\": {}, \"png\": {}, \"ok\": {}{}}}\n",
         transport, json_escape(location), run.width, run.height, run.fb_size, run.flushes,
-        run.commands, run.bytes_transferred, run.error.empty() && run.mismatches == 0 ? "true" : "false",
+        run.commands, run.bytes_transferred,
+        run.error.empty() && run.mismatches == 0 ? "true" : "false",
         run.png.empty() ? std::string("null") : fmt::format("\"{}\"", json_escape(run.png)),
         run.ok() ? "true" : "false",
-        run.error.empty() ? std::string() : fmt::format(", \"error\": \"{}\"", json_escape(run.error)));
+        run.error.empty() ? std::string()
+                          : fmt::format(", \"error\": \"{}\"", json_escape(run.error)));
   } else {
     fmt::print("virtio-sim gpu: {} {}: {}\n", transport, location, describe(run));
   }
@@ -286,7 +290,8 @@ int demo_gpu(emu::Machine& machine) {
     return (p.parent_path() / fmt::format("{}-{}{}", p.stem().string(), i, p.extension().string()))
         .string();
   };
-  auto run_one = [&](emu::DeviceModel* model, std::optional<SimTransport> t, const std::string& label) {
+  auto run_one = [&](emu::DeviceModel* model, std::optional<SimTransport> t,
+                     const std::string& label) {
     auto* device = dynamic_cast<emu::GpuDevice*>(model);
     std::string outcome;
     if (device == nullptr) {
@@ -303,11 +308,13 @@ int demo_gpu(emu::Machine& machine) {
   };
   for (const emu::MmioSlot& slot : machine.mmio_slots()) {
     if (slot.model == nullptr || slot.model->device_id() != DeviceId::Gpu) continue;
-    run_one(slot.model, probe_mmio_gpu(hal, slot.base), fmt::format("mmio {:<11}", fmt::format("{:#x}", slot.base)));
+    run_one(slot.model, probe_mmio_gpu(hal, slot.base),
+            fmt::format("mmio {:<11}", fmt::format("{:#x}", slot.base)));
   }
   for (const emu::PciSlot& slot : machine.pci_slots()) {
     if (slot.model == nullptr || slot.model->device_id() != DeviceId::Gpu) continue;
-    run_one(slot.model, probe_pci_gpu(hal, slot.function), fmt::format("pci  {:<11}", pci_location(slot.function)));
+    run_one(slot.model, probe_pci_gpu(hal, slot.function),
+            fmt::format("pci  {:<11}", pci_location(slot.function)));
   }
   return failures;
 }

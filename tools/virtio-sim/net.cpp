@@ -57,7 +57,8 @@ constexpr std::size_t kMinTestFrame = 18;  // Ethernet header + 4-byte sequence 
 constexpr int kIdleLimit = 3;
 
 std::string mac_string(const std::array<std::uint8_t, 6>& m) {
-  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]);
+  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4],
+                     m[5]);
 }
 
 std::uint8_t pattern_byte(std::uint32_t seq, std::size_t i) {
@@ -207,7 +208,8 @@ void run_ping(SimNetDev& dev, RunReport& r, bool print) {
   const pkt::Mac mac = dev.mac_address().bytes;
   std::uint8_t frame[1514];
   const auto start = Clock::now();
-  const std::size_t arp_len = pkt::write_arp_request(frame, mac, pkt::kSlirpGuestIp, pkt::kSlirpGatewayIp);
+  const std::size_t arp_len =
+      pkt::write_arp_request(frame, mac, pkt::kSlirpGuestIp, pkt::kSlirpGatewayIp);
   pkt::Mac gw{};
   if (send_frame(dev, std::span<const std::uint8_t>(frame, arp_len))) {
     r.arp_resolved = receive_until(dev, [&](std::span<const std::uint8_t> f) {
@@ -231,9 +233,9 @@ void run_ping(SimNetDev& dev, RunReport& r, bool print) {
   for (std::size_t i = 0; i < sizeof payload; ++i) payload[i] = static_cast<std::uint8_t>(i);
   for (std::uint64_t i = 0; i < r.packets; ++i) {
     const auto seq = static_cast<std::uint16_t>(i + 1);
-    const std::size_t len = pkt::write_icmp_echo_request(frame, mac, gw, pkt::kSlirpGuestIp,
-                                                         pkt::kSlirpGatewayIp, kIdent, seq, payload,
-                                                         static_cast<std::uint16_t>(i));
+    const std::size_t len =
+        pkt::write_icmp_echo_request(frame, mac, gw, pkt::kSlirpGuestIp, pkt::kSlirpGatewayIp,
+                                     kIdent, seq, payload, static_cast<std::uint16_t>(i));
     const auto t0 = Clock::now();
     if (!send_frame(dev, std::span<const std::uint8_t>(frame, len))) {
       r.error = "transmit failed";
@@ -271,20 +273,23 @@ void print_json(const RunReport& r) {
              r.mode, r.transport, r.mac, r.header_len);
   fmt::print("\"packets\": {}, \"size\": {}, \"sent\": {}, \"received\": {}, \"corrupted\": {}, ",
              r.packets, r.size, r.sent, r.received, r.corrupted);
-  fmt::print("\"out_of_order\": {}, \"dropped\": {}, \"pool_size\": {}, \"pool_free_before\": {}, "
-             "\"pool_free_after\": {}, \"ownership_consistent\": {}, ",
-             r.out_of_order, r.dropped, r.pool_size, r.pool_free_before, r.pool_free_after,
-             r.ownership_consistent ? "true" : "false");
+  fmt::print(
+      "\"out_of_order\": {}, \"dropped\": {}, \"pool_size\": {}, \"pool_free_before\": {}, "
+      "\"pool_free_after\": {}, \"ownership_consistent\": {}, ",
+      r.out_of_order, r.dropped, r.pool_size, r.pool_free_before, r.pool_free_after,
+      r.ownership_consistent ? "true" : "false");
   fmt::print("\"elapsed_s\": {:.6f}, \"packets_per_second\": {:.1f}", r.elapsed_s,
              r.packets_per_second);
   if (r.mode == "ping") {
-    fmt::print(", \"arp_resolved\": {}, \"gateway_mac\": \"{}\", \"rtt_us\": [", r.arp_resolved ? "true" : "false",
-               r.gateway_mac);
-    for (std::size_t i = 0; i < r.rtt_us.size(); ++i) fmt::print("{}{:.2f}", i == 0 ? "" : ", ", r.rtt_us[i]);
+    fmt::print(", \"arp_resolved\": {}, \"gateway_mac\": \"{}\", \"rtt_us\": [",
+               r.arp_resolved ? "true" : "false", r.gateway_mac);
+    for (std::size_t i = 0; i < r.rtt_us.size(); ++i)
+      fmt::print("{}{:.2f}", i == 0 ? "" : ", ", r.rtt_us[i]);
     fmt::print("]");
   }
   if (!r.pcap_file.empty()) {
-    fmt::print(", \"pcap\": {{\"file\": \"{}\", \"frames\": {}}}", json_escape(r.pcap_file), r.pcap_frames);
+    fmt::print(", \"pcap\": {{\"file\": \"{}\", \"frames\": {}}}", json_escape(r.pcap_file),
+               r.pcap_frames);
   }
   if (!r.error.empty()) fmt::print(", \"error\": \"{}\"", json_escape(r.error));
   fmt::print(", \"ok\": {}}}\n", r.ok() ? "true" : "false");
@@ -293,14 +298,17 @@ void print_json(const RunReport& r) {
 void print_text(const RunReport& r) {
   fmt::print("virtio-net over {} ({}-byte header), mac {}\n", r.transport, r.header_len, r.mac);
   if (r.mode == "loopback") {
-    fmt::print("loopback: {} frames of {} bytes: sent {}, received {}, corrupted {}, out of order {}\n",
-               r.packets, r.size, r.sent, r.received, r.corrupted, r.out_of_order);
+    fmt::print(
+        "loopback: {} frames of {} bytes: sent {}, received {}, corrupted {}, out of order {}\n",
+        r.packets, r.size, r.sent, r.received, r.corrupted, r.out_of_order);
   } else {
-    fmt::print("--- 10.0.2.2 ping statistics ---\n{} packets transmitted, {} received, {} corrupted\n",
-               r.sent, r.received, r.corrupted);
+    fmt::print(
+        "--- 10.0.2.2 ping statistics ---\n{} packets transmitted, {} received, {} corrupted\n",
+        r.sent, r.received, r.corrupted);
   }
   fmt::print("buffers: pool of {}, free {} before / {} after, ownership {}\n", r.pool_size,
-             r.pool_free_before, r.pool_free_after, r.ownership_consistent ? "consistent" : "BROKEN");
+             r.pool_free_before, r.pool_free_after,
+             r.ownership_consistent ? "consistent" : "BROKEN");
   fmt::print("{:.0f} packets/s ({:.3f} s)\n", r.packets_per_second, r.elapsed_s);
   if (!r.pcap_file.empty()) fmt::print("pcap: {} frames in {}\n", r.pcap_frames, r.pcap_file);
   if (!r.error.empty()) fmt::print("error: {}\n", r.error);
@@ -483,14 +491,14 @@ std::string demo_one(emu::EmuHal hal, SimTransport transport, std::string* failu
   run_loopback(*dev, r);
   finish(r, *dev);
   if (!r.ok()) {
-    *failure = fmt::format("sent {}, received {}, corrupted {}, pool {} -> {}{}", r.sent, r.received,
-                           r.corrupted, r.pool_free_before, r.pool_free_after,
+    *failure = fmt::format("sent {}, received {}, corrupted {}, pool {} -> {}{}", r.sent,
+                           r.received, r.corrupted, r.pool_free_before, r.pool_free_after,
                            r.error.empty() ? "" : ", " + r.error);
     return {};
   }
-  return fmt::format("loopback {}/{} frames intact, mac {}, {}-byte header, {} buffers accounted for",
-                     r.received, r.sent, mac_string(dev->mac_address().bytes), dev->header_len(),
-                     SimNetDev::kPoolSize);
+  return fmt::format(
+      "loopback {}/{} frames intact, mac {}, {}-byte header, {} buffers accounted for", r.received,
+      r.sent, mac_string(dev->mac_address().bytes), dev->header_len(), SimNetDev::kPoolSize);
 }
 
 }  // namespace

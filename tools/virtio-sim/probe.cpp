@@ -50,7 +50,8 @@ std::vector<ProbeRecord> probe_machine(emu::Machine& machine) {
     r.virtio_id = static_cast<std::uint32_t>(transport->device_type());
     r.virtio_name = device_id_name(transport->device_type());
     r.mmio_version = static_cast<std::uint32_t>(transport->version());
-    if (auto probed = axdriver::virtio::probe_mmio_device(hal, base, emu::MmioDevice::kWindowSize)) {
+    if (auto probed =
+            axdriver::virtio::probe_mmio_device(hal, base, emu::MmioDevice::kWindowSize)) {
       r.device_type = axdriver::device_type_name(probed->type);
     }
     records.push_back(r);
@@ -91,11 +92,12 @@ void print_json(const std::vector<ProbeRecord>& records) {
   fmt::print("[");
   bool first = true;
   for (const ProbeRecord& r : records) {
-    fmt::print("{}\n  {{\"transport\": \"{}\", \"location\": \"{}\", \"virtio_id\": {}, "
-               "\"virtio_name\": \"{}\", \"device_type\": {}",
-               first ? "" : ",", r.transport, json_escape(r.location), r.virtio_id,
-               json_escape(r.virtio_name),
-               r.device_type ? fmt::format("\"{}\"", *r.device_type) : std::string("null"));
+    fmt::print(
+        "{}\n  {{\"transport\": \"{}\", \"location\": \"{}\", \"virtio_id\": {}, "
+        "\"virtio_name\": \"{}\", \"device_type\": {}",
+        first ? "" : ",", r.transport, json_escape(r.location), r.virtio_id,
+        json_escape(r.virtio_name),
+        r.device_type ? fmt::format("\"{}\"", *r.device_type) : std::string("null"));
     if (r.mmio_version) fmt::print(", \"version\": {}", *r.mmio_version);
     if (r.pci_vendor) fmt::print(", \"pci_vendor\": \"{:#06x}\"", *r.pci_vendor);
     if (r.pci_device) fmt::print(", \"pci_device\": \"{:#06x}\"", *r.pci_device);
@@ -112,7 +114,8 @@ void print_table(const std::vector<ProbeRecord>& records) {
   for (const ProbeRecord& r : records) {
     std::string details;
     if (r.mmio_version) details = fmt::format("mmio v{}", *r.mmio_version);
-    if (r.pci_device) details = fmt::format("{:04x}:{:04x}", r.pci_vendor.value_or(0), *r.pci_device);
+    if (r.pci_device)
+      details = fmt::format("{:04x}:{:04x}", r.pci_vendor.value_or(0), *r.pci_device);
     if (!r.error.empty()) details += " error=" + r.error;
     fmt::print("{:<9} {:<12} {:>9} {:<10} {:<12} {}\n", r.transport, r.location, r.virtio_id,
                r.virtio_name, r.device_type.value_or("-"), details);

@@ -83,8 +83,8 @@ void compress_portable(std::uint32_t* state, const std::uint8_t* block, std::siz
 // state split as {A,B,E,F} / {C,D,G,H}; sha256msg1/msg2 compute the message schedule four
 // words at a time: W[t..t+3] = msg2(msg1(W[t-16..], W[t-12..]) + W[t-7..t-4], W[t-4..t-1]).
 __attribute__((target("sha,sse4.1,ssse3"))) void compress_shani(std::uint32_t* state,
-                                                               const std::uint8_t* block,
-                                                               std::size_t blocks) {
+                                                                const std::uint8_t* block,
+                                                                std::size_t blocks) {
   // Byte order within each 32-bit word: the message is big-endian.
   const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
   __m128i dcba = _mm_loadu_si128(reinterpret_cast<const __m128i*>(state));
@@ -100,10 +100,12 @@ __attribute__((target("sha,sse4.1,ssse3"))) void compress_shani(std::uint32_t* s
     for (int i = 0; i < 16; ++i) {  // 16 groups of 4 rounds
       __m128i m;
       if (i < 4) {
-        m = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16 * i)), bswap);
+        m = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16 * i)),
+                             bswap);
       } else {
         const __m128i x0 = w[i & 3], x1 = w[(i + 1) & 3], x2 = w[(i + 2) & 3], x3 = w[(i + 3) & 3];
-        m = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32(x0, x1), _mm_alignr_epi8(x3, x2, 4)), x3);
+        m = _mm_sha256msg2_epu32(
+            _mm_add_epi32(_mm_sha256msg1_epu32(x0, x1), _mm_alignr_epi8(x3, x2, 4)), x3);
       }
       w[i & 3] = m;
       __m128i wk = _mm_add_epi32(m, _mm_loadu_si128(reinterpret_cast<const __m128i*>(kK + 4 * i)));

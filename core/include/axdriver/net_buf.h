@@ -54,7 +54,8 @@ class NetBufPtr {
   // Field-wise copies on purpose: a NetBufPtr is usually copied right after it was built
   // (out of a DevResult), and the compiler's default block copy reads the four 8-byte
   // stores back as two 16-byte loads, which cannot be store-forwarded on x86 (~5 ns each).
-  constexpr NetBufPtr(const NetBufPtr& o) : raw_(o.raw_), buf_(o.buf_), len_(o.len_), tag_(o.tag_) {}
+  constexpr NetBufPtr(const NetBufPtr& o)
+      : raw_(o.raw_), buf_(o.buf_), len_(o.len_), tag_(o.tag_) {}
   constexpr NetBufPtr& operator=(const NetBufPtr& o) {
     raw_ = o.raw_;
     buf_ = o.buf_;
@@ -221,7 +222,8 @@ class NetBufPoolCore {
     std::uint8_t* raw = buffer(i);
     if (p.raw_ptr() != raw) return kNoBuffer;
     const NetBufMeta& m = meta_[i];
-    if (m.owner != NetBufOwner::Caller || m.generation != static_cast<std::uint32_t>(p.tag() >> 32)) {
+    if (m.owner != NetBufOwner::Caller ||
+        m.generation != static_cast<std::uint32_t>(p.tag() >> 32)) {
       return kNoBuffer;
     }
     if (p.buf_ptr() != raw + m.header_len || p.packet_len() != m.packet_len) return kNoBuffer;
@@ -424,7 +426,7 @@ class NetBufPool final : public NetBufPoolCore {
     if (buffer_len < kMinNetBufLen || buffer_len > kMaxNetBufLen) return DevError::InvalidParam;
     const std::size_t stride = ::virtio::align_up(buffer_len, kAlign);
     auto region = ::virtio::DmaRegion<H>::allocate(hal, ::virtio::pages_for(stride * CAPACITY),
-                                                 ::virtio::BufferDirection::Both);
+                                                   ::virtio::BufferDirection::Both);
     if (!region) return DevError::NoMemory;
     return NetBufPool(std::move(*region), buffer_len, stride);
   }

@@ -42,15 +42,15 @@ struct DmaAllocation {
 
 template <class H>
 concept Hal = std::copy_constructible<H> &&
-              requires(H& h, PhysAddr pa, std::uint8_t* va, std::size_t n, BufferDirection d) {
-                typename H::Io;
-                requires RegisterIo<typename H::Io>;
-                { h.dma_alloc(n, d) } -> std::same_as<Result<DmaAllocation>>;
-                { h.dma_dealloc(pa, va, n) } -> std::same_as<void>;
-                { h.mmio_map(pa, n) } -> std::same_as<Result<typename H::Io>>;
-                { h.share(va, n, d) } -> std::same_as<Result<PhysAddr>>;
-                { h.unshare(pa, va, n, d) } -> std::same_as<void>;
-              };
+    requires(H& h, PhysAddr pa, std::uint8_t* va, std::size_t n, BufferDirection d) {
+  typename H::Io;
+  requires RegisterIo<typename H::Io>;
+  { h.dma_alloc(n, d) } -> std::same_as<Result<DmaAllocation>>;
+  { h.dma_dealloc(pa, va, n) } -> std::same_as<void>;
+  { h.mmio_map(pa, n) } -> std::same_as<Result<typename H::Io>>;
+  { h.share(va, n, d) } -> std::same_as<Result<PhysAddr>>;
+  { h.unshare(pa, va, n, d) } -> std::same_as<void>;
+};
 
 // RAII owner of a dma_alloc'd region. Move-only; frees on destruction.
 template <Hal H>

@@ -12,20 +12,20 @@ namespace virtio {
 
 template <class T>
 concept RegisterWidth = std::same_as<T, std::uint8_t> || std::same_as<T, std::uint16_t> ||
-                        std::same_as<T, std::uint32_t>;
+    std::same_as<T, std::uint32_t>;
 
 template <class Io>
 concept RegisterIo = std::copy_constructible<Io> &&
-                     requires(const Io& io, std::size_t offset, std::uint8_t v8,
-                              std::uint16_t v16, std::uint32_t v32) {
-                       { io.template read<std::uint8_t>(offset) } -> std::same_as<std::uint8_t>;
-                       { io.template read<std::uint16_t>(offset) } -> std::same_as<std::uint16_t>;
-                       { io.template read<std::uint32_t>(offset) } -> std::same_as<std::uint32_t>;
-                       io.template write<std::uint8_t>(offset, v8);
-                       io.template write<std::uint16_t>(offset, v16);
-                       io.template write<std::uint32_t>(offset, v32);
-                       { io.size() } -> std::same_as<std::size_t>;
-                     };
+    requires(const Io& io, std::size_t offset, std::uint8_t v8, std::uint16_t v16,
+             std::uint32_t v32) {
+  { io.template read<std::uint8_t>(offset) } -> std::same_as<std::uint8_t>;
+  { io.template read<std::uint16_t>(offset) } -> std::same_as<std::uint16_t>;
+  { io.template read<std::uint32_t>(offset) } -> std::same_as<std::uint32_t>;
+  io.template write<std::uint8_t>(offset, v8);
+  io.template write<std::uint16_t>(offset, v16);
+  io.template write<std::uint32_t>(offset, v32);
+  { io.size() } -> std::same_as<std::size_t>;
+};
 
 // Production register window: a volatile view of device memory. No compound assignment or
 // ++ on volatile (deprecated in C++20): every access is one explicit load or store.

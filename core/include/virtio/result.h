@@ -202,17 +202,16 @@ constexpr Ok ok() { return Ok{}; }
 #define VIRTIO_CONCAT(a, b) VIRTIO_CONCAT_INNER(a, b)
 
 // Propagate an error from a Result-returning expression.
-#define VIRTIO_TRY(expr)                                          \
-  do {                                                            \
-    auto&& VIRTIO_CONCAT(virtio_try_, __LINE__) = (expr);         \
-    if (!VIRTIO_CONCAT(virtio_try_, __LINE__))                    \
-      return ::virtio::unexpected(                                \
-          VIRTIO_CONCAT(virtio_try_, __LINE__).error());          \
+#define VIRTIO_TRY(expr)                                                         \
+  do {                                                                           \
+    auto&& VIRTIO_CONCAT(virtio_try_, __LINE__) = (expr);                        \
+    if (!VIRTIO_CONCAT(virtio_try_, __LINE__))                                   \
+      return ::virtio::unexpected(VIRTIO_CONCAT(virtio_try_, __LINE__).error()); \
   } while (0)
 
 // `VIRTIO_TRY_ASSIGN(auto x, expr);` or `VIRTIO_TRY_ASSIGN(x, expr);`
-#define VIRTIO_TRY_ASSIGN(lhs, expr)                                                  \
-  auto&& VIRTIO_CONCAT(virtio_try_, __LINE__) = (expr);                               \
-  if (!VIRTIO_CONCAT(virtio_try_, __LINE__))                                          \
-    return ::virtio::unexpected(VIRTIO_CONCAT(virtio_try_, __LINE__).error());        \
+#define VIRTIO_TRY_ASSIGN(lhs, expr)                                           \
+  auto&& VIRTIO_CONCAT(virtio_try_, __LINE__) = (expr);                        \
+  if (!VIRTIO_CONCAT(virtio_try_, __LINE__))                                   \
+    return ::virtio::unexpected(VIRTIO_CONCAT(virtio_try_, __LINE__).error()); \
   lhs = std::move(*VIRTIO_CONCAT(virtio_try_, __LINE__))

@@ -108,7 +108,7 @@ std::optional<ProbedMmioDevice<Io>> probe_mmio_device(Io io) {
 // kernel on one code path). A null base probes as nothing.
 template <::virtio::Hal H>
 std::optional<ProbedMmioDevice<typename H::Io>> probe_mmio_device(H& hal, ::virtio::PhysAddr base,
-                                                                   std::size_t size) {
+                                                                  std::size_t size) {
   if (base == 0) return std::nullopt;
   auto io = hal.mmio_map(base, size);
   if (!io) return std::nullopt;

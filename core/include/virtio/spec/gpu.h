@@ -258,8 +258,8 @@ static_assert(sizeof(UpdateCursor) == 56);
 // comparisons), in 64-bit arithmetic so x + width cannot wrap.
 constexpr bool rect_inside(std::uint32_t x, std::uint32_t y, std::uint32_t w, std::uint32_t h,
                            std::uint32_t res_w, std::uint32_t res_h) {
-  return x <= res_w && y <= res_h && w <= res_w && h <= res_h &&
-         std::uint64_t{x} + w <= res_w && std::uint64_t{y} + h <= res_h;
+  return x <= res_w && y <= res_h && w <= res_w && h <= res_h && std::uint64_t{x} + w <= res_w &&
+         std::uint64_t{y} + h <= res_h;
 }
 
 }  // namespace virtio::gpu

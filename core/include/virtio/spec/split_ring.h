@@ -58,8 +58,7 @@ constexpr std::size_t legacy_used_offset(std::size_t n) {
   return (desc_table_size(n) + avail_ring_size(n) + kLegacyAlign - 1) & ~(kLegacyAlign - 1);
 }
 constexpr std::size_t legacy_total_size(std::size_t n) {
-  return legacy_used_offset(n) +
-         ((used_ring_size(n) + kLegacyAlign - 1) & ~(kLegacyAlign - 1));
+  return legacy_used_offset(n) + ((used_ring_size(n) + kLegacyAlign - 1) & ~(kLegacyAlign - 1));
 }
 
 // §2.7.10 "Used Buffer Notification Suppression" / Linux vring_need_event: true when

@@ -195,7 +195,9 @@ class MmioTransport {
   }
 
   std::uint32_t read32(std::size_t off) const { return io_.template read<std::uint32_t>(off); }
-  void write32(std::size_t off, std::uint32_t v) const { io_.template write<std::uint32_t>(off, v); }
+  void write32(std::size_t off, std::uint32_t v) const {
+    io_.template write<std::uint32_t>(off, v);
+  }
   // VIRTIO 1.2 §4.2.2.2: only 32-bit aligned accesses to control registers; 64-bit values
   // are written as low then high word.
   void write64(std::size_t low_off, std::uint64_t v) const {

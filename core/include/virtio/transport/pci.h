@@ -78,7 +78,7 @@ class PciTransport {
   static constexpr std::size_t kNotifyCacheSize = 16;
 
   template <Hal H, ConfigurationAccess C>
-    requires std::same_as<typename H::Io, Io>
+  requires std::same_as<typename H::Io, Io>
   static Result<PciTransport> create(H& hal, PciRoot<C>& root, DeviceFunction df) {
     if (!df.valid()) return Error::InvalidParam;
     const DeviceFunctionInfo info = root.function_info(df);
@@ -349,7 +349,9 @@ class PciTransport {
   std::uint8_t read8(std::size_t off) const { return common_.template read<std::uint8_t>(off); }
   std::uint16_t read16(std::size_t off) const { return common_.template read<std::uint16_t>(off); }
   std::uint32_t read32(std::size_t off) const { return common_.template read<std::uint32_t>(off); }
-  void write8(std::size_t off, std::uint8_t v) const { common_.template write<std::uint8_t>(off, v); }
+  void write8(std::size_t off, std::uint8_t v) const {
+    common_.template write<std::uint8_t>(off, v);
+  }
   void write16(std::size_t off, std::uint16_t v) const {
     common_.template write<std::uint16_t>(off, v);
   }

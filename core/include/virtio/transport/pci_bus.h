@@ -66,7 +66,7 @@ struct DeviceFunctionInfo {
   std::uint8_t subclass = 0;
   std::uint8_t prog_if = 0;
   std::uint8_t revision = 0;
-  std::uint8_t header_type = 0;  // raw byte: bit 7 multi-function, bits 0..6 layout
+  std::uint8_t header_type = 0;           // raw byte: bit 7 multi-function, bits 0..6 layout
   std::uint16_t subsystem_vendor_id = 0;  // type-0 headers only, else 0
   std::uint16_t subsystem_id = 0;         // type-0 headers only, else 0
 
@@ -74,19 +74,19 @@ struct DeviceFunctionInfo {
   constexpr std::uint8_t header_layout() const { return header_type & 0x7f; }
 };
 
-inline constexpr std::uint8_t kHeaderLayoutDevice = 0;   // type 0: endpoint
-inline constexpr std::uint8_t kHeaderLayoutBridge = 1;   // type 1: PCI-to-PCI bridge
+inline constexpr std::uint8_t kHeaderLayoutDevice = 0;  // type 0: endpoint
+inline constexpr std::uint8_t kHeaderLayoutBridge = 1;  // type 1: PCI-to-PCI bridge
 
 // --- configuration access -----------------------------------------------------------------
 
 // How PciRoot reaches configuration space: aligned 32-bit words. `reg` is a byte offset,
 // 4-byte aligned, below 256 (CAM) or 4096 (ECAM). An absent function reads all-ones.
 template <class C>
-concept ConfigurationAccess =
-    requires(C& c, DeviceFunction df, std::uint16_t reg, std::uint32_t value) {
-      { c.read_word(df, reg) } -> std::same_as<std::uint32_t>;
-      c.write_word(df, reg, value);
-    };
+concept ConfigurationAccess = requires(C& c, DeviceFunction df, std::uint16_t reg,
+                                       std::uint32_t value) {
+  { c.read_word(df, reg) } -> std::same_as<std::uint32_t>;
+  c.write_word(df, reg, value);
+};
 
 enum class CamKind : std::uint8_t {
   Cam,   // 256 B per function, bus << 16 | dev << 11 | fn << 8: a 16 MiB window for 256 buses
@@ -196,7 +196,7 @@ class PciRangeAllocator {
 struct CapabilityInfo {
   std::uint8_t offset = 0;  // where this capability starts in configuration space
   std::uint8_t id = 0;
-  std::uint8_t next = 0;    // raw next pointer as read
+  std::uint8_t next = 0;  // raw next pointer as read
 };
 
 // Standard capabilities live in 0x40..0xff, dword aligned: at most 48 of them (Linux's
@@ -314,8 +314,8 @@ class PciRoot {
             slot_ = static_cast<std::uint16_t>((slot_ | 7) + 1);  // next device
             continue;
           }
-          const std::uint16_t vendor = static_cast<std::uint16_t>(
-              root_->read_config_32(df, pci::kCfgVendorId));
+          const std::uint16_t vendor =
+              static_cast<std::uint16_t>(root_->read_config_32(df, pci::kCfgVendorId));
           if (!vendor_present(vendor)) {
             if (df.function == 0) {
               multi_function_ = false;
@@ -504,7 +504,9 @@ class PciRoot {
       // The BAR must hold what we wrote (read-only address bits would mean a broken device).
       std::uint64_t readback = read_config_32(df, bar_register(idx)) & ~std::uint32_t{0xf};
       if (bar.is_64bit()) {
-        readback |= std::uint64_t{read_config_32(df, bar_register(static_cast<std::uint8_t>(idx + 1)))} << 32;
+        readback |=
+            std::uint64_t{read_config_32(df, bar_register(static_cast<std::uint8_t>(idx + 1)))}
+            << 32;
       }
       if (readback != addr) return Error::BarNotAllocated;
       bar.address = addr;
@@ -576,9 +578,10 @@ class PciRoot {
       }
       // PCI 3.0 §6.7: capabilities start at 0x40 or above and are dword aligned; one visit
       // per dword position, so a cycle is caught on its first repeat.
-      const bool malformed = ptr < kFirstCapabilityOffset || ptr % 4 != 0 ||
-                             hops_ >= kMaxCapabilityHops;
-      const std::uint64_t bit = malformed ? 0 : std::uint64_t{1} << ((ptr - kFirstCapabilityOffset) / 4);
+      const bool malformed =
+          ptr < kFirstCapabilityOffset || ptr % 4 != 0 || hops_ >= kMaxCapabilityHops;
+      const std::uint64_t bit =
+          malformed ? 0 : std::uint64_t{1} << ((ptr - kFirstCapabilityOffset) / 4);
       if (malformed || (visited_ & bit) != 0) {
         bad_ = true;
         it.list_ = nullptr;
@@ -587,7 +590,8 @@ class PciRoot {
       visited_ |= bit;
       ++hops_;
       const std::uint32_t w = root_->read_config_32(df_, ptr);
-      it.cur_ = CapabilityInfo{ptr, static_cast<std::uint8_t>(w), static_cast<std::uint8_t>(w >> 8)};
+      it.cur_ =
+          CapabilityInfo{ptr, static_cast<std::uint8_t>(w), static_cast<std::uint8_t>(w >> 8)};
     }
 
     PciRoot* root_;

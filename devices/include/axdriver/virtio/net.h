@@ -292,7 +292,8 @@ class VirtIoNetDev final : public NetDriverOps {
       ++seen[i];
       if (pool_.owner(i) != expect) a.consistent = false;
     };
-    for (std::size_t k = 0; k < pool_.free_count(); ++k) mark(pool_.free_entry(k), NetBufOwner::Pool);
+    for (std::size_t k = 0; k < pool_.free_count(); ++k)
+      mark(pool_.free_entry(k), NetBufOwner::Pool);
     for (std::size_t k = 0; k < free_tx_count_; ++k) mark(free_tx_bufs_[k], NetBufOwner::Driver);
     std::size_t rx = 0, tx = 0;
     for (std::size_t t = 0; t < QS; ++t) {
@@ -320,7 +321,8 @@ class VirtIoNetDev final : public NetDriverOps {
     a.tx_free = free_tx_count_;
     a.rx_posted = rx;
     a.tx_in_flight = tx;
-    if (rx != rx_posted_ || tx != tx_in_flight_ || a.quarantined != quarantined_) a.consistent = false;
+    if (rx != rx_posted_ || tx != tx_in_flight_ || a.quarantined != quarantined_)
+      a.consistent = false;
     if (!dead_ && (rx != raw_.rx_queue().outstanding() || tx != raw_.tx_queue().outstanding())) {
       a.consistent = false;
     }
@@ -372,8 +374,8 @@ class VirtIoNetDev final : public NetDriverOps {
 
   // Posts buffer idx (whole buffer, device-writable) on the RX ring; no notification.
   ::virtio::Result<void> post_rx(std::uint32_t idx) {
-    VIRTIO_TRY_ASSIGN(const std::uint16_t token,
-                      raw_.queue_receive(std::span<std::uint8_t>(pool_.buffer(idx), pool_.buffer_len())));
+    VIRTIO_TRY_ASSIGN(const std::uint16_t token, raw_.queue_receive(std::span<std::uint8_t>(
+                                                     pool_.buffer(idx), pool_.buffer_len())));
     // The queue only hands out tokens of free descriptors, whose slots we emptied when they
     // completed: a full slot here is a bug in this driver, never device input (seed bug 8).
     if (rx_buffers_[token] != kNoBuffer) ::virtio::panic("VirtIoNetDev: RX token slot in use");
@@ -471,8 +473,7 @@ class VirtIoNetDev final : public NetDriverOps {
       return DevError::InvalidParam;  // untouched: the caller may fix it or recycle it
     }
     if (!hdr_ready_[idx]) write_tx_header(idx);  // e.g. a received buffer being forwarded
-    auto token =
-        raw_.queue_transmit(std::span<const std::uint8_t>(pool_.buffer(idx), hdr + len));
+    auto token = raw_.queue_transmit(std::span<const std::uint8_t>(pool_.buffer(idx), hdr + len));
     if (!token) {
       if (token.error() == ::virtio::Error::DeviceBroken) {
         (void)pool_.free(idx);
@@ -515,8 +516,8 @@ class VirtIoNetDev final : public NetDriverOps {
       const std::uint32_t idx = rx_buffers_[token];
       rx_buffers_[token] = kNoBuffer;
       --rx_posted_;
-      auto pkt = raw_.check_rx(
-          std::span<const std::uint8_t>(pool_.buffer(idx), pool_.buffer_len()), len);
+      auto pkt =
+          raw_.check_rx(std::span<const std::uint8_t>(pool_.buffer(idx), pool_.buffer_len()), len);
       if (!pkt) {
         ++stats_.rx_dropped;
         pool_.set_owner(idx, NetBufOwner::Driver);

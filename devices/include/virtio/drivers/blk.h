@@ -37,11 +37,11 @@
 namespace virtio {
 
 struct BlkConfig {
-  std::uint64_t capacity_sectors = 0;  // in 512-byte sectors (§5.2.4)
-  std::uint32_t block_size = 512;      // logical block size: BLK_SIZE or 512
-  std::uint32_t seg_max = 1;           // data segments per request
-  std::uint32_t size_max = 0;          // bytes per segment, 0 = no limit
-  std::uint32_t max_discard_sectors = 0;       // 0 = no limit (per request)
+  std::uint64_t capacity_sectors = 0;     // in 512-byte sectors (§5.2.4)
+  std::uint32_t block_size = 512;         // logical block size: BLK_SIZE or 512
+  std::uint32_t seg_max = 1;              // data segments per request
+  std::uint32_t size_max = 0;             // bytes per segment, 0 = no limit
+  std::uint32_t max_discard_sectors = 0;  // 0 = no limit (per request)
   std::uint32_t max_discard_seg = 0;
   std::uint32_t max_write_zeroes_sectors = 0;  // 0 = no limit (per request)
   std::uint32_t max_write_zeroes_seg = 0;
@@ -83,8 +83,8 @@ class Blk {
       fail_device(transport);
       return queue.error();
     }
-    auto slots = DmaRegion<H>::allocate(hal, pages_for(sizeof(Slot) * QUEUE_SIZE),
-                                        BufferDirection::Both);
+    auto slots =
+        DmaRegion<H>::allocate(hal, pages_for(sizeof(Slot) * QUEUE_SIZE), BufferDirection::Both);
     if (!slots) {
       fail_device(transport);
       return slots.error();
@@ -149,7 +149,9 @@ class Blk {
   bool broken() const { return broken_; }
   std::uint16_t queue_size() const { return queue_.size(); }
   // Requests submitted and not yet collected with complete() (in flight or done).
-  std::uint16_t pending() const { return static_cast<std::uint16_t>(QUEUE_SIZE - free_slot_count_); }
+  std::uint16_t pending() const {
+    return static_cast<std::uint16_t>(QUEUE_SIZE - free_slot_count_);
+  }
   // Requests the device still holds.
   std::uint16_t in_flight() const { return queue_.outstanding(); }
   // Largest request the non-blocking API accepts (seg_max x size_max, capped).
@@ -416,41 +418,46 @@ class Blk {
   static Result<BlkConfig> read_config(T& t, std::uint64_t features) {
     return read_config_consistent(t, [&]() -> Result<BlkConfig> {
       BlkConfig c;
-      VIRTIO_TRY_ASSIGN(c.capacity_sectors, t.template read_config_space<std::uint64_t>(blk::cfg::kCapacity));
+      VIRTIO_TRY_ASSIGN(c.capacity_sectors,
+                        t.template read_config_space<std::uint64_t>(blk::cfg::kCapacity));
       if (c.capacity_sectors > kMaxCapacitySectors) return Error::Unsupported;
       if (features & blk::kFBlkSize) {
-        VIRTIO_TRY_ASSIGN(c.block_size, t.template read_config_space<std::uint32_t>(blk::cfg::kBlkSize));
-        if (c.block_size < 512 || c.block_size > 65536 || (c.block_size & (c.block_size - 1)) != 0) {
+        VIRTIO_TRY_ASSIGN(c.block_size,
+                          t.template read_config_space<std::uint32_t>(blk::cfg::kBlkSize));
+        if (c.block_size < 512 || c.block_size > 65536 ||
+            (c.block_size & (c.block_size - 1)) != 0) {
           return Error::Unsupported;
         }
       }
       if (features & blk::kFSegMax) {
-        VIRTIO_TRY_ASSIGN(c.seg_max, t.template read_config_space<std::uint32_t>(blk::cfg::kSegMax));
+        VIRTIO_TRY_ASSIGN(c.seg_max,
+                          t.template read_config_space<std::uint32_t>(blk::cfg::kSegMax));
       }
       if (c.seg_max == 0) c.seg_max = 1;  // Linux virtblk_probe: "seg_max == 0 -> 1"
       if (c.seg_max > kMaxDataSegments) c.seg_max = kMaxDataSegments;
       if (features & blk::kFSizeMax) {
-        VIRTIO_TRY_ASSIGN(c.size_max, t.template read_config_space<std::uint32_t>(blk::cfg::kSizeMax));
+        VIRTIO_TRY_ASSIGN(c.size_max,
+                          t.template read_config_space<std::uint32_t>(blk::cfg::kSizeMax));
         if (c.size_max != 0 && c.size_max < blk::kSectorSize) return Error::Unsupported;
         if (c.size_max != 0 && std::uint64_t{c.size_max} * c.seg_max < c.block_size) {
           return Error::Unsupported;
         }
       }
       if (features & blk::kFDiscard) {
-        VIRTIO_TRY_ASSIGN(c.max_discard_sectors,
-                          t.template read_config_space<std::uint32_t>(blk::cfg::kMaxDiscardSectors));
+        VIRTIO_TRY_ASSIGN(c.max_discard_sectors, t.template read_config_space<std::uint32_t>(
+                                                     blk::cfg::kMaxDiscardSectors));
         VIRTIO_TRY_ASSIGN(c.max_discard_seg,
                           t.template read_config_space<std::uint32_t>(blk::cfg::kMaxDiscardSeg));
         if (c.max_discard_seg == 0) c.max_discard_seg = 1;
       }
       if (features & blk::kFWriteZeroes) {
-        VIRTIO_TRY_ASSIGN(c.max_write_zeroes_sectors,
-                          t.template read_config_space<std::uint32_t>(blk::cfg::kMaxWriteZeroesSectors));
-        VIRTIO_TRY_ASSIGN(c.max_write_zeroes_seg,
-                          t.template read_config_space<std::uint32_t>(blk::cfg::kMaxWriteZeroesSeg));
+        VIRTIO_TRY_ASSIGN(c.max_write_zeroes_sectors, t.template read_config_space<std::uint32_t>(
+                                                          blk::cfg::kMaxWriteZeroesSectors));
+        VIRTIO_TRY_ASSIGN(c.max_write_zeroes_seg, t.template read_config_space<std::uint32_t>(
+                                                      blk::cfg::kMaxWriteZeroesSeg));
         if (c.max_write_zeroes_seg == 0) c.max_write_zeroes_seg = 1;
-        VIRTIO_TRY_ASSIGN(std::uint8_t unmap,
-                          t.template read_config_space<std::uint8_t>(blk::cfg::kWriteZeroesMayUnmap));
+        VIRTIO_TRY_ASSIGN(std::uint8_t unmap, t.template read_config_space<std::uint8_t>(
+                                                  blk::cfg::kWriteZeroesMayUnmap));
         c.write_zeroes_may_unmap = unmap != 0;
       }
       return c;
@@ -497,9 +504,8 @@ class Blk {
     }
     for (std::size_t done = 0; done < len;) {
       const std::size_t chunk = len - done < max_request_bytes_ ? len - done : max_request_bytes_;
-      VIRTIO_TRY_ASSIGN(std::uint16_t token,
-                        submit(type, sector + done / blk::kSectorSize, data + done, chunk, write,
-                               nullptr));
+      VIRTIO_TRY_ASSIGN(std::uint16_t token, submit(type, sector + done / blk::kSectorSize,
+                                                    data + done, chunk, write, nullptr));
       VIRTIO_TRY(wait(token));
       done += chunk;
     }
@@ -704,7 +710,7 @@ class Blk {
   std::uint16_t head_slot_[QUEUE_SIZE]{};   // virtqueue head -> slot, for in-flight heads
   std::uint16_t free_slots_[QUEUE_SIZE]{};  // stack of free slots
   std::uint16_t free_slot_count_ = 0;
-  std::uint16_t done_[QUEUE_SIZE]{};        // completed/aborted slots, oldest first
+  std::uint16_t done_[QUEUE_SIZE]{};  // completed/aborted slots, oldest first
   std::uint16_t done_head_ = 0;
   std::uint16_t done_count_ = 0;
 };

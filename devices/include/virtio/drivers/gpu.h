@@ -133,7 +133,8 @@ class Gpu {
       fail_device(transport);
       return scanouts ? Error::Unsupported : scanouts.error();
     }
-    const std::uint32_t num_scanouts = *scanouts > gpu::kMaxScanouts ? gpu::kMaxScanouts : *scanouts;
+    const std::uint32_t num_scanouts =
+        *scanouts > gpu::kMaxScanouts ? gpu::kMaxScanouts : *scanouts;
     const bool event_idx = (*negotiated & feature::kRingEventIdx) != 0;
     auto ctrl = Queue::create(hal, transport, gpu::kControlQueue, false, event_idx);
     if (!ctrl) {
@@ -358,7 +359,8 @@ class Gpu {
       return Error::InvalidParam;
     }
     if (!cursor_.region.valid()) {
-      VIRTIO_TRY_ASSIGN(cursor_, create_surface(gpu::kCursorSize, gpu::kCursorSize, kCursorResourceId));
+      VIRTIO_TRY_ASSIGN(cursor_,
+                        create_surface(gpu::kCursorSize, gpu::kCursorSize, kCursorResourceId));
     }
     __builtin_memcpy(cursor_.region.vaddr(), image.data(), kCursorBytes);
     VIRTIO_TRY(transfer(cursor_, GpuRect{0, 0, gpu::kCursorSize, gpu::kCursorSize}));
@@ -450,9 +452,7 @@ class Gpu {
     std::uint32_t resource_id = 0;
     std::uint32_t width = 0;
     std::uint32_t height = 0;
-    std::size_t bytes() const {
-      return std::size_t{width} * height * gpu::kBytesPerPixel;
-    }
+    std::size_t bytes() const { return std::size_t{width} * height * gpu::kBytesPerPixel; }
     std::size_t stride() const { return std::size_t{width} * gpu::kBytesPerPixel; }
   };
 

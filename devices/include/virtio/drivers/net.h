@@ -315,7 +315,7 @@ class NetRaw {
         features_(features),
         config_(config),
         hdr_len_((features & (feature::kVersion1 | net::kFMrgRxbuf)) != 0 ? net::kHeaderLen
-                                                                         : net::kLegacyHeaderLen),
+                                                                          : net::kLegacyHeaderLen),
         rx_(std::move(rx)),
         tx_(std::move(tx)),
         live_(true) {}

@@ -3,9 +3,9 @@
 // Backends: RAM (a zero-filled buffer) or a host file (reads and writes go to the file,
 // FLUSH makes them durable with fsync). A file whose size is not a multiple of 512 is
 // presented like QEMU's raw driver does: the capacity rounds up and the tail past the end of
-// the file reads as zeroes (a write there extends the file). Configurable capacity, logical block size, seg_max,
-// id string, read-only mode, discard and write-zeroes, and fault knobs for the driver's
-// hardening tests (reference/hardening-fuzzing-device-models.md F1-F3, F24, F25).
+// the file reads as zeroes (a write there extends the file). Configurable capacity, logical block
+// size, seg_max, id string, read-only mode, discard and write-zeroes, and fault knobs for the
+// driver's hardening tests (reference/hardening-fuzzing-device-models.md F1-F3, F24, F25).
 //
 // Malformed requests from the driver (no room for the header or status byte) are protocol
 // violations: the device sets DEVICE_NEEDS_RESET (QEMU's virtio_error), never aborts.
@@ -87,10 +87,10 @@ class FileBackend final : public BlockBackend {
 struct BlockDeviceConfig {
   std::uint32_t block_size = 512;  // offered with BLK_SIZE when != 512 or always_offer_blk_size
   bool always_offer_blk_size = true;
-  std::uint32_t seg_max = 126;     // offered with SEG_MAX
-  std::uint32_t size_max = 0;      // offered with SIZE_MAX when non-zero
+  std::uint32_t seg_max = 126;  // offered with SEG_MAX
+  std::uint32_t size_max = 0;   // offered with SIZE_MAX when non-zero
   std::string id = "virtio-core-blk";
-  bool read_only = false;          // offers RO; writes fail with IOERR regardless (§5.2.6.2)
+  bool read_only = false;  // offers RO; writes fail with IOERR regardless (§5.2.6.2)
   bool flush = true;
   bool discard = true;
   bool write_zeroes = true;
@@ -103,17 +103,17 @@ struct BlockDeviceConfig {
 
 // Fault knobs; request indices count every request the device processes, from 0.
 struct BlockFaults {
-  std::optional<std::uint64_t> ioerr_on_request;          // F1: status IOERR, no data moved
-  std::optional<std::uint64_t> unsupp_on_request;         // F2: status UNSUPP
-  std::optional<std::uint64_t> no_status_on_request;      // F3: used.len 0, status untouched
-  std::optional<std::uint64_t> garbage_status_on_request; // F3: status = garbage_status
-  std::optional<std::uint64_t> unwritten_status_on_request; // F3: request served, used.len
-                                                            // as usual, status byte untouched
+  std::optional<std::uint64_t> ioerr_on_request;             // F1: status IOERR, no data moved
+  std::optional<std::uint64_t> unsupp_on_request;            // F2: status UNSUPP
+  std::optional<std::uint64_t> no_status_on_request;         // F3: used.len 0, status untouched
+  std::optional<std::uint64_t> garbage_status_on_request;    // F3: status = garbage_status
+  std::optional<std::uint64_t> unwritten_status_on_request;  // F3: request served, used.len
+                                                             // as usual, status byte untouched
   std::uint8_t garbage_status = 0x07;
-  std::optional<std::uint64_t> needs_reset_on_request;    // F9: DEVICE_NEEDS_RESET instead
-                                                          // of serving request k (and after)
-  bool fail_all_io = false;                               // every request: IOERR
-  bool stall = false;                                     // F20/F21: pop nothing
+  std::optional<std::uint64_t> needs_reset_on_request;  // F9: DEVICE_NEEDS_RESET instead
+                                                        // of serving request k (and after)
+  bool fail_all_io = false;                             // every request: IOERR
+  bool stall = false;                                   // F20/F21: pop nothing
   // Serve requests (data moves) but keep their completions until release_held(): lets a
   // test complete many in-flight requests out of order.
   bool hold_completions = false;

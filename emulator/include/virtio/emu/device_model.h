@@ -44,12 +44,12 @@ enum class NotifyMode : std::uint8_t {
 
 // Transport-level faults (reference/hardening-fuzzing-device-models.md §6(b)).
 struct TransportFaults {
-  bool refuse_features_ok = false;           // F16: FEATURES_OK never latches
-  bool reset_never_completes = false;        // F19: status never reads back 0
+  bool refuse_features_ok = false;             // F16: FEATURES_OK never latches
+  bool reset_never_completes = false;          // F19: status never reads back 0
   bool generation_changes_every_read = false;  // F14
-  bool queue_already_ready = false;          // F13: QueueReady/queue_enable/PFN read non-zero
+  bool queue_already_ready = false;            // F13: QueueReady/queue_enable/PFN read non-zero
   std::optional<std::uint16_t> queue_max_override;  // F11/F12: QueueNumMax for every queue
-  bool drop_version_1 = false;               // F17: modern device that lacks VERSION_1
+  bool drop_version_1 = false;                      // F17: modern device that lacks VERSION_1
 };
 
 struct DeviceStats {
@@ -57,7 +57,7 @@ struct DeviceStats {
   std::uint64_t interrupts = 0;         // used-buffer interrupts raised
   std::uint64_t config_interrupts = 0;  // configuration-change interrupts raised
   std::uint64_t resets = 0;
-  std::uint64_t rejected_writes = 0;    // register writes the device refused
+  std::uint64_t rejected_writes = 0;  // register writes the device refused
 };
 
 class DeviceModel {
@@ -82,7 +82,9 @@ class DeviceModel {
   NotifyMode notify_mode() const { return mode_; }
   TransportFaults& faults() { return faults_; }
   // Optional callback for raised interrupts (tests; a threaded harness may wake a waiter).
-  void set_interrupt_callback(std::function<void(std::uint32_t)> cb) { on_interrupt_ = std::move(cb); }
+  void set_interrupt_callback(std::function<void(std::uint32_t)> cb) {
+    on_interrupt_ = std::move(cb);
+  }
 
   // --- identity ------------------------------------------------------------------------
   DeviceId device_id() const { return id_; }

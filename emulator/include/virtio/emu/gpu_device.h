@@ -53,17 +53,17 @@ struct GpuDeviceConfig {
 // every controlq command the device serves, from 0 since construction (gpu_stats().commands
 // is the index of the next one).
 struct GpuFaults {
-  std::optional<std::uint64_t> error_on_command;   // answer error_type, do nothing else
-  std::optional<std::uint32_t> error_on_type;      // the same for every command of this type
+  std::optional<std::uint64_t> error_on_command;  // answer error_type, do nothing else
+  std::optional<std::uint32_t> error_on_type;     // the same for every command of this type
   std::uint32_t error_type = gpu::resp::kErrUnspec;
-  std::optional<std::uint64_t> wrong_type_on_command;  // execute, answer OK_RESOURCE_UUID
+  std::optional<std::uint64_t> wrong_type_on_command;      // execute, answer OK_RESOURCE_UUID
   std::optional<std::uint64_t> short_response_on_command;  // execute, write/push short_len
   std::uint32_t short_len = 8;
   std::optional<std::uint32_t> num_scanouts_override;  // config num_scanouts as read (F24)
   std::optional<std::uint32_t> edid_size_override;     // EDID response size field (F27)
-  bool drop_fence = false;     // never echo FENCE / fence_id (F27)
-  bool stall_ctrl = false;     // controlq: pop nothing (F20/F21)
-  bool stall_cursor = false;   // cursorq: pop nothing
+  bool drop_fence = false;                             // never echo FENCE / fence_id (F27)
+  bool stall_ctrl = false;                             // controlq: pop nothing (F20/F21)
+  bool stall_cursor = false;                           // cursorq: pop nothing
   // Edits every GET_DISPLAY_INFO response before it is sent (garbage rects, enabled flags).
   std::function<void(gpu::RespDisplayInfo&)> mutate_display_info;
 };
@@ -84,8 +84,8 @@ struct GpuStats {
   std::uint64_t cow_copies = 0;         // TRANSFERs that had to copy a shared frame first
   std::uint64_t cursor_updates = 0;
   std::uint64_t cursor_moves = 0;
-  std::uint64_t cursor_ignored = 0;     // cursorq commands ignored (bad scanout/resource)
-  std::uint32_t last_error = 0;         // the last ERR_* type answered
+  std::uint64_t cursor_ignored = 0;  // cursorq commands ignored (bad scanout/resource)
+  std::uint32_t last_error = 0;      // the last ERR_* type answered
 };
 
 // What a scanout shows, as 8-bit RGB (rows top to bottom).
@@ -101,7 +101,7 @@ struct ScanoutState {
   bool display_enabled = false;  // the "monitor" is connected (GET_DISPLAY_INFO enabled)
   std::uint32_t mode_width = 0;
   std::uint32_t mode_height = 0;
-  std::uint32_t resource_id = 0;  // 0: no resource (scanout disabled)
+  std::uint32_t resource_id = 0;                      // 0: no resource (scanout disabled)
   std::uint32_t x = 0, y = 0, width = 0, height = 0;  // SET_SCANOUT rect in the resource
 };
 
@@ -133,7 +133,8 @@ class GpuDevice final : public DeviceModel {
   // scanout is out of range or has no resource.
   std::optional<ScanoutImage> snapshot(std::uint32_t scanout) const;
   // snapshot() as an RGB PNG; false with a reason (no image, no libpng, I/O error).
-  bool write_png(std::uint32_t scanout, const std::string& path, std::string* error = nullptr) const;
+  bool write_png(std::uint32_t scanout, const std::string& path,
+                 std::string* error = nullptr) const;
   ScanoutState scanout_state(std::uint32_t scanout) const;
   CursorState cursor_state(std::uint32_t scanout) const;
 

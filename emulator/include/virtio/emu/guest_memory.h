@@ -4,9 +4,9 @@
 // inside the arena (checked arithmetic: no wrap-around).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <optional>

@@ -198,10 +198,10 @@ class NetDevice final : public DeviceModel {
   std::optional<DeviceQueue::Chain> pending_rx_;  // popped RX chain waiting for a frame
   std::optional<DeviceQueue::Chain> pending_tx_;  // popped TX chain waiting for an RX chain
   std::size_t hdr_len_ = net::kHeaderLen;
-  std::uint64_t rx_seq_ = 0;      // frames offered to RX (for only_frame)
-  std::uint64_t drop_count_ = 0;  // frames the drop knob considered
-  bool in_process_ = false;       // re-entrancy guard (peer resumes)
-  bool rx_faults_active_ = false; // some per-frame knob of faults_ is set
+  std::uint64_t rx_seq_ = 0;       // frames offered to RX (for only_frame)
+  std::uint64_t drop_count_ = 0;   // frames the drop knob considered
+  bool in_process_ = false;        // re-entrancy guard (peer resumes)
+  bool rx_faults_active_ = false;  // some per-frame knob of faults_ is set
   NetDevice* peer_ = nullptr;
   PcapWriter* pcap_ = nullptr;
   std::vector<std::uint8_t> scratch_;  // gathered TX frame (responder, capture)

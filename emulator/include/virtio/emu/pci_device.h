@@ -107,7 +107,9 @@ class PciFunction {
   class VirtioRegion final : public RegisterHandler {
    public:
     explicit VirtioRegion(PciFunction& f) : f_(f) {}
-    std::uint32_t read(std::uint64_t offset, unsigned width) override { return f_.bar4_read(offset, width); }
+    std::uint32_t read(std::uint64_t offset, unsigned width) override {
+      return f_.bar4_read(offset, width);
+    }
     void write(std::uint64_t offset, unsigned width, std::uint32_t value) override {
       f_.bar4_write(offset, width, value);
     }

@@ -27,8 +27,8 @@ namespace virtio::emu {
 class PciHost final : public RegisterHandler {
  public:
   static constexpr std::size_t kEcamSize = std::size_t{256} << 20;  // 256 buses x 1 MiB
-  static constexpr std::uint16_t kBridgeVendorId = 0x1b36;  // Red Hat (QEMU)
-  static constexpr std::uint16_t kBridgeDeviceId = 0x0008;  // QEMU PCIe host bridge
+  static constexpr std::uint16_t kBridgeVendorId = 0x1b36;          // Red Hat (QEMU)
+  static constexpr std::uint16_t kBridgeDeviceId = 0x0008;          // QEMU PCIe host bridge
 
   // `bus` receives the BAR regions of attached functions; it must outlive the host.
   explicit PciHost(Bus* bus);

@@ -19,7 +19,8 @@ class PlaceholderDevice : public DeviceModel {
 
  protected:
   void put_le(std::size_t offset, std::uint64_t v, unsigned bytes) {
-    for (unsigned i = 0; i < bytes; ++i) config_[offset + i] = static_cast<std::uint8_t>(v >> (8 * i));
+    for (unsigned i = 0; i < bytes; ++i)
+      config_[offset + i] = static_cast<std::uint8_t>(v >> (8 * i));
   }
 
  private:
