@@ -25,6 +25,13 @@ import sys
 NS_PER_UNIT = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 
 
+def errors(path):
+    """Names of benchmarks that reported an error (SkipWithError) in this result."""
+    with open(path) as f:
+        data = json.load(f)
+    return sorted({b.get("run_name") or b["name"] for b in data.get("benchmarks", []) if b.get("error_occurred")})
+
+
 def medians(path):
     """name -> median real/cpu time in ns (from aggregates, or the single run)."""
     with open(path) as f:
@@ -97,6 +104,7 @@ def main():
     args = ap.parse_args()
 
     cur = medians(args.result)
+    failed_runs = errors(args.result)
     rows = ratio_table(cur)
     base_ratios = {}
     if args.baseline:
@@ -113,6 +121,17 @@ def main():
             failures.append((name, r, base))
         print(f"{name:<{width}}  {t:>11.1f}  {(f'{r:.2f}' if r is not None else '-'):>7}  "
               f"{(f'{base:.2f}' if base is not None else '-'):>8}  {ref or ''}{flag}")
+    for name in failed_runs:
+        print(f"ratios.py: {name}: the benchmark reported an error", file=sys.stderr)
+    if args.baseline:
+        # A benchmark of the baseline that this run should have had but did not measure
+        # (renamed, or its reference vanished) would otherwise pass silently.
+        for name, r in sorted(base_ratios.items()):
+            if name in cur and not any(n == name and rr is not None for n, _, _, rr in rows):
+                print(f"ratios.py: {name}: no ratio (its reference is missing)", file=sys.stderr)
+                failed_runs.append(name)
+    if failed_runs:
+        return 1
     if failures:
         for name, r, base in failures:
             print(f"ratios.py: {name}: ratio {r:.2f} is worse than {args.max_slowdown}x the "
