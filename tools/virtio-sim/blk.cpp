@@ -41,40 +41,10 @@ namespace virtio::sim {
 
 namespace {
 
-using SimTransport = AnyTransport<emu::EmuIo>;
 using SimBlkDev = axdriver::virtio::VirtIoBlkDev<emu::EmuHal, SimTransport>;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kChunk = std::size_t{1} << 20;  // bytes per read_block/write_block call
-
-// --- probing through the production path ----------------------------------------------------
-
-std::optional<SimTransport> probe_mmio_blk(emu::EmuHal& hal, PhysAddr base) {
-  auto probed = axdriver::virtio::probe_mmio_device(hal, base, emu::MmioDevice::kWindowSize);
-  if (!probed || probed->type != axdriver::DeviceType::Block) return std::nullopt;
-  return SimTransport(std::move(probed->transport));
-}
-
-// BARs are (re)assigned from the machine's PCI window first: firmware assigns none on
-// riscv virt, the kernel does it (reference/qemu-riscv-virt.md §6).
-std::optional<SimTransport> probe_pci_blk(emu::EmuHal& hal, DeviceFunction df) {
-  auto ecam = hal.mmio_map(emu::Machine::kEcamBase, emu::Machine::kEcamSize);
-  if (!ecam) return std::nullopt;
-  PciRoot<MmioCam<emu::EmuIo>> root(MmioCam<emu::EmuIo>(*ecam, CamKind::Ecam));
-  PciRangeAllocator mem32(emu::Machine::kPciMmioBase, emu::Machine::kPciMmioSize);
-  for (const PciFunctionEntry& entry : root.enumerate_bus(0)) {
-    if (entry.df.bus != df.bus || entry.df.device != df.device ||
-        entry.df.function != df.function) {
-      (void)root.allocate_bars(entry.df, mem32, nullptr);  // keep the window consistent
-      continue;
-    }
-    if (!root.allocate_bars(df, mem32, nullptr)) return std::nullopt;
-    auto probed = axdriver::virtio::probe_pci_device(hal, root, df, entry.info);
-    if (!probed || probed->type != axdriver::DeviceType::Block) return std::nullopt;
-    return SimTransport(std::move(probed->transport));
-  }
-  return std::nullopt;
-}
 
 std::string pci_location(DeviceFunction df) {
   char loc[16];
@@ -303,13 +273,13 @@ int cmd_blk(const std::vector<std::string>& args) {
     auto df = machine.add_pci(std::move(model), emu::PciKind::Modern);
     if (!df) return fail(opt.json, "cannot attach the device to PCI");
     report.location = pci_location(*df);
-    transport = probe_pci_blk(hal, *df);
+    transport = open_pci(hal, *df, axdriver::DeviceType::Block);
   } else {
     const auto version = opt.transport == "mmio" ? MmioVersion::Modern : MmioVersion::Legacy;
     auto base = machine.add_mmio(std::move(model), version);
     if (!base) return fail(opt.json, "cannot attach the device to MMIO");
     report.location = fmt::format("{:#x}", *base);
-    transport = probe_mmio_blk(hal, *base);
+    transport = open_mmio(hal, *base, axdriver::DeviceType::Block);
   }
   if (!transport) return fail(opt.json, "probe found no virtio-blk device");
   auto dev = SimBlkDev::try_new(hal, std::move(*transport));
@@ -461,7 +431,7 @@ int demo_blk(emu::Machine& machine) {
   }
   for (const emu::MmioSlot& slot : machine.mmio_slots()) {
     if (slot.model == nullptr || slot.model->device_id() != DeviceId::Block) continue;
-    auto t = probe_mmio_blk(hal, slot.base);
+    auto t = open_mmio(hal, slot.base, axdriver::DeviceType::Block);
     std::string outcome = "FAILED: probe";
     if (t) {
       auto dev = SimBlkDev::try_new(hal, std::move(*t));
@@ -475,7 +445,7 @@ int demo_blk(emu::Machine& machine) {
   }
   for (const emu::PciSlot& slot : machine.pci_slots()) {
     if (slot.model == nullptr || slot.model->device_id() != DeviceId::Block) continue;
-    auto t = probe_pci_blk(hal, slot.function);
+    auto t = open_pci(hal, slot.function, axdriver::DeviceType::Block);
     std::string outcome = "FAILED: probe";
     if (t) {
       auto dev = SimBlkDev::try_new(hal, std::move(*t));

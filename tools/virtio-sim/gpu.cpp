@@ -33,35 +33,7 @@ namespace virtio::sim {
 
 namespace {
 
-using SimTransport = AnyTransport<emu::EmuIo>;
 using SimGpuDev = axdriver::virtio::VirtIoGpuDev<emu::EmuHal, SimTransport>;
-
-std::optional<SimTransport> probe_mmio_gpu(emu::EmuHal& hal, PhysAddr base) {
-  auto probed = axdriver::virtio::probe_mmio_device(hal, base, emu::MmioDevice::kWindowSize);
-  if (!probed || probed->type != axdriver::DeviceType::Display) return std::nullopt;
-  return SimTransport(std::move(probed->transport));
-}
-
-// BARs are assigned from the machine's PCI window in enumeration order (firmware assigns
-// none on riscv virt), so every function keeps the addresses the probe gave it.
-std::optional<SimTransport> probe_pci_gpu(emu::EmuHal& hal, DeviceFunction df) {
-  auto ecam = hal.mmio_map(emu::Machine::kEcamBase, emu::Machine::kEcamSize);
-  if (!ecam) return std::nullopt;
-  PciRoot<MmioCam<emu::EmuIo>> root(MmioCam<emu::EmuIo>(*ecam, CamKind::Ecam));
-  PciRangeAllocator mem32(emu::Machine::kPciMmioBase, emu::Machine::kPciMmioSize);
-  for (const PciFunctionEntry& entry : root.enumerate_bus(0)) {
-    if (entry.df.bus != df.bus || entry.df.device != df.device ||
-        entry.df.function != df.function) {
-      (void)root.allocate_bars(entry.df, mem32, nullptr);
-      continue;
-    }
-    if (!root.allocate_bars(df, mem32, nullptr)) return std::nullopt;
-    auto probed = axdriver::virtio::probe_pci_device(hal, root, df, entry.info);
-    if (!probed || probed->type != axdriver::DeviceType::Display) return std::nullopt;
-    return SimTransport(std::move(probed->transport));
-  }
-  return std::nullopt;
-}
 
 std::string pci_location(DeviceFunction df) {
   char loc[16];
@@ -241,14 +213,14 @@ int cmd_gpu(const std::vector<std::string>& args) {
   if (transport == "pci") {
     const auto df = machine.add_pci(std::move(model));
     if (df) {
-      t = probe_pci_gpu(hal, *df);
+      t = open_pci(hal, *df, axdriver::DeviceType::Display);
       location = pci_location(*df);
     }
   } else {
     const auto base = machine.add_mmio(
         std::move(model), transport == "mmio-legacy" ? MmioVersion::Legacy : MmioVersion::Modern);
     if (base) {
-      t = probe_mmio_gpu(hal, *base);
+      t = open_mmio(hal, *base, axdriver::DeviceType::Display);
       location = fmt::format("{:#x}", *base);
     }
   }
@@ -308,12 +280,12 @@ int demo_gpu(emu::Machine& machine) {
   };
   for (const emu::MmioSlot& slot : machine.mmio_slots()) {
     if (slot.model == nullptr || slot.model->device_id() != DeviceId::Gpu) continue;
-    run_one(slot.model, probe_mmio_gpu(hal, slot.base),
+    run_one(slot.model, open_mmio(hal, slot.base, axdriver::DeviceType::Display),
             fmt::format("mmio {:<11}", fmt::format("{:#x}", slot.base)));
   }
   for (const emu::PciSlot& slot : machine.pci_slots()) {
     if (slot.model == nullptr || slot.model->device_id() != DeviceId::Gpu) continue;
-    run_one(slot.model, probe_pci_gpu(hal, slot.function),
+    run_one(slot.model, open_pci(hal, slot.function, axdriver::DeviceType::Display),
             fmt::format("pci  {:<11}", pci_location(slot.function)));
   }
   return failures;

@@ -43,7 +43,6 @@ namespace virtio::sim {
 
 namespace {
 
-using SimTransport = AnyTransport<emu::EmuIo>;
 // ArceOS instantiates VirtIoNetDev with QS = 64 (reference/virtio-drivers-and-axdriver.md §2).
 using SimNetDev = axdriver::virtio::VirtIoNetDev<emu::EmuHal, SimTransport, 64>;
 using Clock = std::chrono::steady_clock;
@@ -461,22 +460,6 @@ int cmd_net(const std::vector<std::string>& args) {
 
 namespace {
 
-std::optional<SimTransport> probe_mmio_net(emu::EmuHal& hal, PhysAddr base) {
-  auto probed = axdriver::virtio::probe_mmio_device(hal, base, emu::MmioDevice::kWindowSize);
-  if (!probed || probed->type != axdriver::DeviceType::Net) return std::nullopt;
-  return SimTransport(std::move(probed->transport));
-}
-
-// The demo's probe step assigned the BARs already; probe_pci_device only reads them.
-std::optional<SimTransport> probe_pci_net(emu::EmuHal& hal, DeviceFunction df) {
-  auto ecam = hal.mmio_map(emu::Machine::kEcamBase, emu::Machine::kEcamSize);
-  if (!ecam) return std::nullopt;
-  PciRoot<MmioCam<emu::EmuIo>> root(MmioCam<emu::EmuIo>(*ecam, CamKind::Ecam));
-  auto probed = axdriver::virtio::probe_pci_device(hal, root, df, root.function_info(df));
-  if (!probed || probed->type != axdriver::DeviceType::Net) return std::nullopt;
-  return SimTransport(std::move(probed->transport));
-}
-
 // 64 frames of every size class through one NIC of the default machine.
 std::string demo_one(emu::EmuHal hal, SimTransport transport, std::string* failure) {
   auto dev = SimNetDev::try_new(hal, std::move(transport));
@@ -523,13 +506,14 @@ int demo_net(emu::Machine& machine) {
   };
   for (const emu::MmioSlot& slot : machine.mmio_slots()) {
     if (slot.model == nullptr || slot.model->device_id() != DeviceId::Network) continue;
-    report("mmio", fmt::format("{:#x}", slot.base), probe_mmio_net(hal, slot.base));
+    report("mmio", fmt::format("{:#x}", slot.base),
+           open_mmio(hal, slot.base, axdriver::DeviceType::Net));
   }
   for (const emu::PciSlot& slot : machine.pci_slots()) {
     if (slot.model == nullptr || slot.model->device_id() != DeviceId::Network) continue;
     char loc[16];
     format_device_function(slot.function, loc, sizeof loc);
-    report("pci", loc, probe_pci_net(hal, slot.function));
+    report("pci", loc, open_pci(hal, slot.function, axdriver::DeviceType::Net));
   }
   return failures;
 }

@@ -25,6 +25,31 @@ std::string json_escape(const std::string& s) {
   return out;
 }
 
+std::optional<SimTransport> open_mmio(emu::EmuHal& hal, PhysAddr base, axdriver::DeviceType type) {
+  auto probed = axdriver::virtio::probe_mmio_device(hal, base, emu::MmioDevice::kWindowSize);
+  if (!probed || probed->type != type) return std::nullopt;
+  return SimTransport(std::move(probed->transport));
+}
+
+std::optional<SimTransport> open_pci(emu::EmuHal& hal, DeviceFunction df,
+                                     axdriver::DeviceType type) {
+  auto ecam = hal.mmio_map(emu::Machine::kEcamBase, emu::Machine::kEcamSize);
+  if (!ecam) return std::nullopt;
+  PciRoot<MmioCam<emu::EmuIo>> root(MmioCam<emu::EmuIo>(*ecam, CamKind::Ecam));
+  PciRangeAllocator mem32(emu::Machine::kPciMmioBase, emu::Machine::kPciMmioSize);
+  for (const PciFunctionEntry& entry : root.enumerate_bus(0)) {
+    if (entry.df != df) {
+      (void)root.allocate_bars(entry.df, mem32, nullptr);  // keep the window consistent
+      continue;
+    }
+    if (!root.allocate_bars(df, mem32, nullptr)) return std::nullopt;
+    auto probed = axdriver::virtio::probe_pci_device(hal, root, df, entry.info);
+    if (!probed || probed->type != type) return std::nullopt;
+    return SimTransport(std::move(probed->transport));
+  }
+  return std::nullopt;
+}
+
 std::vector<ProbeRecord> probe_machine(emu::Machine& machine) {
   std::vector<ProbeRecord> records;
   emu::EmuHal hal = machine.hal();

@@ -5,7 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "axdriver/base.h"
 #include "virtio/emu/machine.h"
+#include "virtio/transport/any.h"
+#include "virtio/transport/pci_bus.h"
 
 namespace virtio::sim {
 
@@ -23,6 +26,18 @@ struct ProbeRecord {
 };
 
 std::vector<ProbeRecord> probe_machine(emu::Machine& machine);
+
+// The transport every device subcommand drives its device through.
+using SimTransport = AnyTransport<emu::EmuIo>;
+// The transport of the MMIO slot at `base` through probe_mmio_device, if it holds a `type`
+// device.
+std::optional<SimTransport> open_mmio(emu::EmuHal& hal, PhysAddr base, axdriver::DeviceType type);
+// The transport of PCI function `df` through probe_pci_device, if it is a `type` device.
+// BARs are (re)assigned from the machine's PCI window in enumeration order first, as a kernel
+// does on riscv virt where firmware assigns none (reference/qemu-riscv-virt.md §6); the order
+// is fixed, so every function keeps the addresses an earlier probe gave it.
+std::optional<SimTransport> open_pci(emu::EmuHal& hal, DeviceFunction df,
+                                     axdriver::DeviceType type);
 
 int cmd_probe(const std::vector<std::string>& args);
 int cmd_demo(const std::vector<std::string>& args);
