@@ -5,7 +5,9 @@
 #   2. preset ci    (gcc, -Werror)    build everything, run every ctest label
 #   3. preset asan  (gcc, ASan+UBSan) build, run all labels except threaded and qemu
 #   4. preset tsan  (clang-14, TSan)  build the threaded tests, run label threaded
-#   5. preset fuzz  (clang-14, libFuzzer+ASan+UBSan) build the fuzz targets, run each
+#   5. preset release (gcc -O3)       scripts/bench.sh --smoke: the benchmark smoke subset,
+#      failing only on a gross regression against bench/baseline.json
+#   6. preset fuzz  (clang-14, libFuzzer+ASan+UBSan) build the fuzz targets, run each
 #      for VIRTIO_FUZZ_SECONDS (scripts/fuzz.sh; the corpora are replayed by ctest above)
 #
 # Fails fast with a clear message. The last line is always `test.sh: N passed, M failed`
@@ -13,7 +15,8 @@
 #
 # Environment:
 #   VIRTIO_TEST_QUICK=1    only phase 2 (local iteration)
-#   VIRTIO_FUZZ_SECONDS=N  fuzzing time per target in phase 5 (default 10; 0 skips it)
+#   VIRTIO_BENCH_SMOKE=0   skip phase 5
+#   VIRTIO_FUZZ_SECONDS=N  fuzzing time per target in phase 6 (default 10; 0 skips it)
 #   VIRTIO_JOBS=N          parallel build and ctest jobs (default 2)
 #   VIRTIO_BUILD_SUFFIX=S  build trees go to build<S>/<preset> instead of build/<preset>
 set -euo pipefail
@@ -127,6 +130,7 @@ summary+=("ci     $(dur $((SECONDS - t0)))  (build $(dur "$tb"))  ${phase_result
 if [[ "$QUICK" == 1 ]]; then
   summary+=("asan   skipped (VIRTIO_TEST_QUICK=1)")
   summary+=("tsan   skipped (VIRTIO_TEST_QUICK=1)")
+  summary+=("bench  skipped (VIRTIO_TEST_QUICK=1)")
   summary+=("fuzz   skipped (VIRTIO_TEST_QUICK=1)")
 else
   # Phase asan: ASan+UBSan; threaded tests belong to TSan, qemu tests do not need sanitizers.
@@ -151,6 +155,19 @@ else
   else
     echo "test.sh: no threaded tests yet (tests/threaded/ is empty): nothing to run under TSan"
     summary+=("tsan   $(dur $((SECONDS - t0)))  no threaded tests yet")
+  fi
+
+  # Phase bench: the benchmark smoke subset (Release build), each ratio to its in-run
+  # reference checked against bench/baseline.json; fails only on a gross regression (worse
+  # than 2x the baseline ratio), since shared machines are noisy. Speed is never a timed test.
+  if [[ "${VIRTIO_BENCH_SMOKE:-1}" == 1 ]]; then
+    t0=$SECONDS
+    banner "[bench] scripts/bench.sh --smoke"
+    VIRTIO_JOBS="$JOBS" bash scripts/bench.sh --smoke ||
+      fail "bench: a smoke benchmark failed or regressed more than 2x against bench/baseline.json (table above)"
+    summary+=("bench  $(dur $((SECONDS - t0)))  smoke subset within 2x of the baseline ratios")
+  else
+    summary+=("bench  skipped (VIRTIO_BENCH_SMOKE=0)")
   fi
 
   # Phase fuzz: every libFuzzer target for a short budget; stops at the first failure. Its
