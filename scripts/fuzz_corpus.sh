@@ -57,7 +57,7 @@ if [[ -n "$merge" ]]; then
   for t in "${targets[@]}"; do
     [[ -d "$merge/$t" ]] || continue
     before=$(ls -1 "fuzz/corpus/$t" | wc -l)
-    "$fuzz_build/fuzz/$t" -merge=1 -timeout=10 "fuzz/corpus/$t" "$merge/$t" >/dev/null 2>&1
+    "$fuzz_build/fuzz/$t" -merge=1 -use_counters=0 -timeout=10 "fuzz/corpus/$t" "$merge/$t" >/dev/null 2>&1
     after=$(ls -1 "fuzz/corpus/$t" | wc -l)
     echo "$t: merged $((after - before)) inputs ($after files, $(du -sh --apparent-size "fuzz/corpus/$t" | cut -f1))"
   done
