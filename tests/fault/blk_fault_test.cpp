@@ -8,6 +8,9 @@
 //   F3  status not written / garbage  -> IoError (sentinel pre-filled, T18)
 //   F9  DEVICE_NEEDS_RESET mid-I/O    -> reset; in-flight requests fail once with
 //                                        DeviceNeedsReset; recover() brings the device back
+//   F15 config-change storm           -> coalesced into one re-read; no livelock
+//   F20 slow device                   -> completes later; Timeout only at the poll bound,
+//                                        after a reset
 //   F21 device never completes        -> Timeout for every outstanding request, once
 //   F24 out-of-range config fields    -> one documented rule per field (refuse or clamp)
 //   F25 capacity shrinks at runtime   -> device-side IOERR until the config change is seen,
@@ -543,6 +546,95 @@ TEST_P(BlkFault, F25_AdapterSeesTheNewBlockCount) {
   std::vector<std::uint8_t> buf(512);
   EXPECT_EQ(dev->read_block(8, buf).error(), DevError::InvalidParam);
   EXPECT_TRUE(dev->read_block(7, buf).has_value());
+}
+
+// --- F15 ------------------------------------------------------------------------------------
+
+// A config-change notification storm is coalesced: the ISR bit is one bit, so 10,000 changes
+// between two interrupts cost the driver one config re-read, never a livelock, and I/O in
+// flight completes untouched.
+TEST_P(BlkFault, F15_ConfigChangeStormIsCoalesced) {
+  BlkHarness h(transport(), kDisk);
+  std::vector<std::vector<std::uint8_t>> bufs;
+  auto blk = h.blk();
+  ASSERT_TRUE(blk.has_value());
+  h.device().block_faults().hold_completions = true;
+  const auto tokens = submit_writes(*blk, bufs, 8);
+  const std::uint64_t before = h.device().stats().config_interrupts;
+  for (int i = 0; i < 10'000; ++i) h.device().config_changed();
+  EXPECT_EQ(h.device().stats().config_interrupts, before + 10'000);
+
+  // One acknowledgement handles the whole storm; the next sees nothing left.
+  EXPECT_NE(blk->ack_interrupt() & interrupt::kConfigChange, 0u);
+  EXPECT_EQ(blk->ack_interrupt() & interrupt::kConfigChange, 0u);
+  EXPECT_EQ(blk->capacity(), kDisk / 512);
+  EXPECT_FALSE(blk->broken());
+
+  // A storm that goes on during the re-read (the generation moves on every read): the
+  // bounded retry gives up (F14), the old config stays, nothing breaks.
+  h.device().faults().generation_changes_every_read = true;
+  h.device().config_changed();
+  EXPECT_NE(blk->ack_interrupt() & interrupt::kConfigChange, 0u);
+  EXPECT_EQ(blk->capacity(), kDisk / 512);
+  EXPECT_FALSE(blk->broken());
+  h.device().faults().generation_changes_every_read = false;
+
+  // Interleaved with I/O: a change before every request, acknowledged after it.
+  h.device().block_faults().hold_completions = false;
+  h.device().release_held(HeldOrder::Fifo);
+  const auto results = collect_all(*blk, tokens);
+  ASSERT_EQ(results.size(), 8u);
+  for (const auto& [i, r] : results) EXPECT_TRUE(r.has_value()) << i;
+  std::vector<std::uint8_t> buf(512);
+  for (std::uint64_t i = 0; i < 200; ++i) {
+    h.device().config_changed();
+    ASSERT_TRUE(blk->read_blocks(i % 8, buf).has_value()) << i;
+    EXPECT_EQ(buf, bufs[i % 8]) << i;
+    (void)blk->ack_interrupt();
+  }
+  EXPECT_EQ(blk->pending(), 0);
+}
+
+// --- F20 ------------------------------------------------------------------------------------
+
+// A slow device: requests complete later, however many times the driver polls meanwhile; a
+// blocking request gives up only at the configured poll bound, and then the device is reset
+// before any buffer comes back.
+TEST_P(BlkFault, F20_SlowDeviceCompletesLaterAndTimesOutOnlyAtTheBound) {
+  emu::MachineConfig mc;
+  mc.share_mode = emu::ShareMode::Bounce;
+  BlkHarness h(transport(), kDisk, {}, mc);
+  std::vector<std::vector<std::uint8_t>> bufs;
+  auto blk = h.blk();
+  ASSERT_TRUE(blk.has_value());
+  h.device().block_faults().hold_completions = true;
+  const auto tokens = submit_writes(*blk, bufs, 4);
+  for (int poll = 0; poll < 10'000; ++poll) {
+    ASSERT_EQ(blk->peek_used().error(), Error::NotReady) << poll;
+  }
+  EXPECT_EQ(blk->pending(), 4);
+  EXPECT_FALSE(blk->broken());
+  EXPECT_EQ(h.device().release_held(HeldOrder::Reverse), 4u);
+  const auto results = collect_all(*blk, tokens);
+  ASSERT_EQ(results.size(), 4u);
+  for (const auto& [i, r] : results) {
+    EXPECT_TRUE(r.has_value()) << i;
+    EXPECT_EQ(std::memcmp(h.ram() + i * 512, bufs[i].data(), 512), 0) << i;
+  }
+
+  // The device now takes longer than the bound the caller configured.
+  blk->set_poll_limit(1000);
+  h.device().block_faults().stall = true;
+  std::vector<std::uint8_t> buf(512, 0xee);
+  EXPECT_EQ(blk->read_blocks(0, buf).error(), Error::Timeout);
+  EXPECT_EQ(h.device().status(), 0);  // reset before the bounce buffer was reclaimed
+  EXPECT_EQ(h.memory().stats().shares_live, 0u);
+  EXPECT_EQ(blk->pending(), 0);
+  h.device().block_faults().stall = false;
+  h.device().block_faults().hold_completions = false;
+  ASSERT_TRUE(blk->recover().has_value());
+  EXPECT_TRUE(blk->read_blocks(0, buf).has_value());
+  EXPECT_EQ(buf, bufs[0]);
 }
 
 // --- F32 ------------------------------------------------------------------------------------
