@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "axdriver/virtio/net.h"
 #include "virtio/emu/net_device.h"
@@ -122,5 +123,28 @@ struct NetRig {
   std::size_t pool_free_start = 0;
   emu::netpkt::Mac mac{};
 };
+
+// Receives everything pending, checks every byte, recycles; returns the seqs in order.
+inline std::vector<std::uint32_t> drain_test_frames(NetRig& rig, std::size_t* corrupted = nullptr) {
+  std::vector<std::uint32_t> seqs;
+  for (;;) {
+    auto r = rig.dev->receive();
+    if (!r) {
+      EXPECT_EQ(r.error(), axdriver::DevError::Again);
+      break;
+    }
+    const auto seq = check_test_frame(r->packet(), rig.mac);
+    if (seq) {
+      seqs.push_back(*seq);
+    } else if (corrupted != nullptr) {
+      ++*corrupted;
+    } else {
+      ADD_FAILURE() << "corrupted frame of " << r->packet_len() << " bytes";
+    }
+    EXPECT_TRUE(rig.dev->recycle_rx_buffer(*r).has_value());
+  }
+  EXPECT_TRUE(rig.dev->recycle_tx_buffers().has_value());
+  return seqs;
+}
 
 }  // namespace virtio::test
