@@ -53,6 +53,13 @@ std::vector<std::uint8_t> pattern(std::size_t n, std::uint32_t seed) {
 class BlkFault : public ::testing::TestWithParam<BlkTransport> {
  protected:
   BlkTransport transport() const { return GetParam(); }
+  // Bounce sharing: a buffer reclaimed too early, or unshared twice, shows up in the data
+  // and in the live-share count.
+  static emu::MachineConfig bouncing() {
+    emu::MachineConfig mc;
+    mc.share_mode = emu::ShareMode::Bounce;
+    return mc;
+  }
 };
 
 // Submits `n` 512-byte writes of distinct patterns to sectors 0..n-1; returns token -> index.
@@ -601,9 +608,7 @@ TEST_P(BlkFault, F15_ConfigChangeStormIsCoalesced) {
 // blocking request gives up only at the configured poll bound, and then the device is reset
 // before any buffer comes back.
 TEST_P(BlkFault, F20_SlowDeviceCompletesLaterAndTimesOutOnlyAtTheBound) {
-  emu::MachineConfig mc;
-  mc.share_mode = emu::ShareMode::Bounce;
-  BlkHarness h(transport(), kDisk, {}, mc);
+  BlkHarness h(transport(), kDisk, {}, bouncing());
   std::vector<std::vector<std::uint8_t>> bufs;
   auto blk = h.blk();
   ASSERT_TRUE(blk.has_value());
@@ -640,9 +645,7 @@ TEST_P(BlkFault, F20_SlowDeviceCompletesLaterAndTimesOutOnlyAtTheBound) {
 // --- F32 ------------------------------------------------------------------------------------
 
 TEST_P(BlkFault, F32_DriverResetWithRequestsInFlight) {
-  emu::MachineConfig mc;
-  mc.share_mode = emu::ShareMode::Bounce;
-  BlkHarness h(transport(), kDisk, {}, mc);
+  BlkHarness h(transport(), kDisk, {}, bouncing());
   std::vector<std::vector<std::uint8_t>> bufs;
   auto blk = h.blk();
   ASSERT_TRUE(blk.has_value());
@@ -698,9 +701,7 @@ TEST_P(BlkFault, F32_CompletedResultsSurviveAnAbort) {
 }
 
 TEST_P(BlkFault, F32_DestroyingTheDriverWithRequestsInFlight) {
-  emu::MachineConfig mc;
-  mc.share_mode = emu::ShareMode::Bounce;
-  BlkHarness h(transport(), kDisk, {}, mc);
+  BlkHarness h(transport(), kDisk, {}, bouncing());
   std::vector<std::vector<std::uint8_t>> bufs;
   {
     auto blk = h.blk();
