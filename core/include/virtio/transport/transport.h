@@ -64,6 +64,14 @@ void fail_device(T& t) {
   t.set_status(static_cast<std::uint8_t>(t.get_status() | status::kFailed));
 }
 
+// The same, for a driver's own setup step (config, queues, DMA) between begin_init and
+// finish_init: sets FAILED and passes `why` on, so a create() can `return fail_device(t, e)`.
+template <Transport T>
+Error fail_device(T& t, Error why) {
+  fail_device(t);
+  return why;
+}
+
 // Device-independent feature bits every driver may negotiate. VERSION_1 is handled by
 // begin_init itself.
 inline constexpr std::uint64_t kTransportFeatures =

@@ -73,22 +73,13 @@ class Blk {
     auto negotiated = begin_init(transport, kSupportedFeatures);
     if (!negotiated) return negotiated.error();
     auto config = read_config(transport, *negotiated);
-    if (!config) {
-      fail_device(transport);
-      return config.error();
-    }
+    if (!config) return fail_device(transport, config.error());
     auto queue = Queue::create(hal, transport, 0, (*negotiated & feature::kRingIndirectDesc) != 0,
                                (*negotiated & feature::kRingEventIdx) != 0);
-    if (!queue) {
-      fail_device(transport);
-      return queue.error();
-    }
+    if (!queue) return fail_device(transport, queue.error());
     auto slots =
         DmaRegion<H>::allocate(hal, pages_for(sizeof(Slot) * QUEUE_SIZE), BufferDirection::Both);
-    if (!slots) {
-      fail_device(transport);
-      return slots.error();
-    }
+    if (!slots) return fail_device(transport, slots.error());
     if (auto r = finish_init(transport); !r) {
       (void)reset_device(transport);
       return r.error();
@@ -309,20 +300,11 @@ class Blk {
     if (!broken_) return ok();
     if (!live_) return Error::DeviceBroken;
     VIRTIO_TRY_ASSIGN(std::uint64_t negotiated, begin_init(transport_, kSupportedFeatures));
-    if (negotiated != features_) {
-      fail_device(transport_);
-      return Error::Unsupported;
-    }
+    if (negotiated != features_) return fail_device(transport_, Error::Unsupported);
     auto fresh = read_config(transport_, features_);
-    if (!fresh) {
-      fail_device(transport_);
-      return fresh.error();
-    }
+    if (!fresh) return fail_device(transport_, fresh.error());
     const bool notify = queue_.dev_notify_enabled();
-    if (auto r = queue_.restart(transport_); !r) {
-      fail_device(transport_);
-      return r.error();
-    }
+    if (auto r = queue_.restart(transport_); !r) return fail_device(transport_, r.error());
     if (auto r = finish_init(transport_); !r) {
       (void)reset_device(transport_);
       return r.error();

@@ -130,17 +130,13 @@ class Gpu {
       return transport.template read_config_space<std::uint32_t>(gpu::cfg::kNumScanouts);
     });
     if (!scanouts || *scanouts == 0) {
-      fail_device(transport);
-      return scanouts ? Error::Unsupported : scanouts.error();
+      return fail_device(transport, scanouts ? Error::Unsupported : scanouts.error());
     }
     const std::uint32_t num_scanouts =
         *scanouts > gpu::kMaxScanouts ? gpu::kMaxScanouts : *scanouts;
     const bool event_idx = (*negotiated & feature::kRingEventIdx) != 0;
     auto ctrl = Queue::create(hal, transport, gpu::kControlQueue, false, event_idx);
-    if (!ctrl) {
-      fail_device(transport);
-      return ctrl.error();
-    }
+    if (!ctrl) return fail_device(transport, ctrl.error());
     // From here on a queue is registered with the device: reset it (it forgets the rings)
     // before the rings are freed on an error path.
     if (ctrl->size() < 2) {

@@ -79,22 +79,13 @@ class NetRaw {
     auto negotiated = begin_init(transport, kSupportedFeatures);
     if (!negotiated) return negotiated.error();
     auto config = read_config(transport, *negotiated);
-    if (!config) {
-      fail_device(transport);
-      return config.error();
-    }
+    if (!config) return fail_device(transport, config.error());
     const bool indirect = (*negotiated & feature::kRingIndirectDesc) != 0;
     const bool event_idx = (*negotiated & feature::kRingEventIdx) != 0;
     auto rx = Queue::create(hal, transport, net::kRxQueue, indirect, event_idx);
-    if (!rx) {
-      fail_device(transport);
-      return rx.error();
-    }
+    if (!rx) return fail_device(transport, rx.error());
     auto tx = Queue::create(hal, transport, net::kTxQueue, indirect, event_idx);
-    if (!tx) {
-      fail_device(transport);
-      return tx.error();
-    }
+    if (!tx) return fail_device(transport, tx.error());
     if (auto r = finish_init(transport); !r) {
       (void)reset_device(transport);
       return r.error();
@@ -283,24 +274,12 @@ class NetRaw {
   Result<void> restart() {
     if (rx_.outstanding() != 0 || tx_.outstanding() != 0) return Error::InvalidParam;
     VIRTIO_TRY_ASSIGN(const std::uint64_t negotiated, begin_init(transport_, kSupportedFeatures));
-    if (negotiated != features_) {
-      fail_device(transport_);
-      return Error::Unsupported;
-    }
+    if (negotiated != features_) return fail_device(transport_, Error::Unsupported);
     auto config = read_config(transport_, negotiated);
-    if (!config) {
-      fail_device(transport_);
-      return config.error();
-    }
+    if (!config) return fail_device(transport_, config.error());
     config_ = *config;
-    if (auto r = rx_.restart(transport_); !r) {
-      fail_device(transport_);
-      return r.error();
-    }
-    if (auto r = tx_.restart(transport_); !r) {
-      fail_device(transport_);
-      return r.error();
-    }
+    if (auto r = rx_.restart(transport_); !r) return fail_device(transport_, r.error());
+    if (auto r = tx_.restart(transport_); !r) return fail_device(transport_, r.error());
     if (auto r = finish_init(transport_); !r) {
       (void)reset_device(transport_);
       return r.error();
