@@ -12,20 +12,20 @@
 #include <utility>
 
 #include "axdriver/virtio/gpu.h"
+#include "support/vq_transport.h"
 #include "virtio/drivers/gpu.h"
 #include "virtio/emu/emu_hal.h"
 #include "virtio/emu/gpu_device.h"
 #include "virtio/emu/machine.h"
 #include "virtio/emu/mmio_device.h"
 #include "virtio/transport/any.h"
-#include "virtio/transport/mmio.h"
-#include "virtio/transport/pci.h"
-#include "virtio/transport/pci_bus.h"
 
 namespace virtio::test::gpu {
 
-enum class Kind { MmioV1, MmioV2, Pci };
+// The transports every GPU test runs over (tests/support/vq_transport.h).
+using Kind = TransportKind;
 
+// A name usable in a gtest parameter name ("MmioV1", not "mmio-v1").
 inline const char* kind_name(Kind k) {
   switch (k) {
     case Kind::MmioV1:
@@ -38,7 +38,7 @@ inline const char* kind_name(Kind k) {
   return "?";
 }
 
-using Transport = AnyTransport<emu::EmuIo>;
+using Transport = EmuTransport;
 using Driver = Gpu<emu::EmuHal, Transport>;
 using Dev = axdriver::virtio::VirtIoGpuDev<emu::EmuHal, Transport>;
 
@@ -50,28 +50,6 @@ std::optional<typename R::error_type> err(const R& r) {
   return r.error();
 }
 
-inline Result<Transport> attach(emu::Machine& machine, std::unique_ptr<emu::DeviceModel> model,
-                                Kind kind) {
-  emu::EmuHal hal = machine.hal();
-  if (kind == Kind::Pci) {
-    const std::optional<DeviceFunction> df = machine.add_pci(std::move(model));
-    if (!df) return Error::InvalidParam;
-    VIRTIO_TRY_ASSIGN(emu::EmuIo ecam,
-                      hal.mmio_map(emu::Machine::kEcamBase, emu::Machine::kEcamSize));
-    PciRoot<MmioCam<emu::EmuIo>> root(MmioCam<emu::EmuIo>(ecam, CamKind::Ecam));
-    PciRangeAllocator mem32(emu::Machine::kPciMmioBase, emu::Machine::kPciMmioSize);
-    VIRTIO_TRY(root.allocate_bars(*df, mem32, nullptr));
-    VIRTIO_TRY_ASSIGN(PciTransport<emu::EmuIo> t, PciTransport<emu::EmuIo>::create(hal, root, *df));
-    return Transport(std::move(t));
-  }
-  const MmioVersion version = kind == Kind::MmioV1 ? MmioVersion::Legacy : MmioVersion::Modern;
-  const std::optional<PhysAddr> base = machine.add_mmio(std::move(model), version);
-  if (!base) return Error::InvalidParam;
-  VIRTIO_TRY_ASSIGN(emu::EmuIo io, hal.mmio_map(*base, emu::MmioDevice::kWindowSize));
-  VIRTIO_TRY_ASSIGN(MmioTransport<emu::EmuIo> t, MmioTransport<emu::EmuIo>::create(io));
-  return Transport(std::move(t));
-}
-
 class Rig {
  public:
   explicit Rig(Kind kind, emu::GpuDeviceConfig config = {},
@@ -80,7 +58,7 @@ class Rig {
       : machine_(emu::MachineConfig{std::size_t{32} << 20, share, notify}) {
     auto model = std::make_unique<emu::GpuDevice>(config);
     dev_ = model.get();
-    auto t = attach(machine_, std::move(model), kind);
+    auto t = attach_device(machine_, std::move(model), kind);
     EXPECT_TRUE(t.has_value()) << "attach failed";
     if (t) transport_.emplace(std::move(*t));
     baseline_pages_ = machine_.memory().stats().pages_allocated;
