@@ -45,6 +45,7 @@
 #include "virtio/emu/guest_memory.h"
 #include "virtio/emu/machine.h"
 #include "virtio/emu/mmio_device.h"
+#include "virtio/emu/single_writer.h"
 #include "virtio/queue/split_queue.h"
 #include "virtio/spec/common.h"
 #include "virtio/spec/split_ring.h"
@@ -113,7 +114,7 @@ class BenchDevice final : public virtio::emu::DeviceModel {
     dq_.set_fault_callback([this](virtio::emu::QueueFault) { ++faults_; });
   }
   void on_queue_notify(std::uint16_t) override {
-    kicks_.store(kicks_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    virtio::emu::bump_single_writer(kicks_);
     if (inline_) serve();
   }
   void on_reset() override { dq_.reset(); }

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "virtio/barrier.h"
+#include "virtio/emu/single_writer.h"
 #include "virtio/spec/split_ring.h"
 
 namespace virtio::emu {
@@ -287,17 +288,8 @@ bool DeviceModel::set_queue_msix_vector(std::uint16_t q, std::uint16_t vector) {
   return true;
 }
 
-namespace {
-// A statistics counter with one writer at a time (the doorbell writer, or the device's
-// completion context): a relaxed load + store, not a locked RMW, which cost ~10 ns per
-// round trip on this machine kind. Readers on other threads still see a whole value.
-void count_single_writer(std::atomic<std::uint64_t>& c) {
-  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-}
-}  // namespace
-
 void DeviceModel::notify(std::uint16_t q) {
-  count_single_writer(stats_.notifications);
+  bump_single_writer(stats_.notifications);
   // CVE-2011-2512: an out-of-range queue index in a notify is ignored.
   if (q >= queues_.size()) return;
   if (mode_ == NotifyMode::Threaded) {
@@ -347,7 +339,7 @@ void DeviceModel::raise_used_interrupt() {
       (isr_.load(std::memory_order_relaxed) & interrupt::kUsedBuffer) == 0) {
     isr_.fetch_or(interrupt::kUsedBuffer, std::memory_order_acq_rel);
   }
-  count_single_writer(stats_.interrupts);
+  bump_single_writer(stats_.interrupts);
   if (on_interrupt_) on_interrupt_(interrupt::kUsedBuffer);
 }
 

@@ -12,6 +12,7 @@
 #include <optional>
 #include <vector>
 
+#include "virtio/emu/single_writer.h"
 #include "virtio/hal.h"
 #include "virtio/result.h"
 
@@ -110,8 +111,7 @@ class GuestMemory {
   std::atomic<std::size_t> device_faults_{0};
 
   static void bump(std::atomic<std::size_t>& c, int delta) {
-    c.store(c.load(std::memory_order_relaxed) + static_cast<std::size_t>(delta),
-            std::memory_order_relaxed);
+    bump_single_writer(c, static_cast<std::size_t>(delta));
   }
 };
 
